@@ -1,0 +1,19 @@
+rule write_splits:
+    input:
+        data=expand(
+            "{dir}/{bench}.jsonl",
+            dir=config["data"]["dir"],
+            bench=config["data"]["benchmarks"],
+        ),
+    output:
+        splits=expand("results/data/splits/{split}.jsonl", split=SPLITS),
+        summary="results/data/split_summary.csv",
+        provenance="results/data/splits/provenance.json",
+    log:
+        "logs/data/write_splits.log",
+    conda:
+        "../envs/tables.yaml"
+    params:
+        data=config["data"],
+    script:
+        "../scripts/write_splits.py"

@@ -1,0 +1,31 @@
+rule score_binary:
+    input:
+        answers=f"results/generate/{{model}}/{EVAL_SPLIT}.binary.jsonl",
+        reference=f"results/generate/m0/{EVAL_SPLIT}.binary.jsonl",
+    output:
+        csv="results/tables/metrics_{model}.csv",
+        md="results/tables/metrics_{model}.md",
+    log:
+        "logs/evaluate/score_binary_{model}.log",
+    conda:
+        "../envs/tables.yaml"
+    params:
+        bootstrap=config["evaluation"]["bootstrap"],
+    script:
+        "../scripts/score_binary.py"
+
+
+rule score_mc:
+    input:
+        answers=f"results/generate/{{model}}/{EVAL_SPLIT}.mc.jsonl",
+    output:
+        csv="results/tables/metrics_{model}_mc.csv",
+        md="results/tables/metrics_{model}_mc.md",
+    log:
+        "logs/evaluate/score_mc_{model}.log",
+    conda:
+        "../envs/tables.yaml"
+    params:
+        bootstrap=config["evaluation"]["bootstrap"],
+    script:
+        "../scripts/score_mc.py"

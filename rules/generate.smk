@@ -1,0 +1,25 @@
+rule generate_answers:
+    input:
+        split_items="results/data/splits/{split}.jsonl",
+        template=lambda w: config["prompts"][w.framing],
+        model=get_student_files,
+    output:
+        "results/generate/{model}/{split}.{framing}.jsonl",
+    log:
+        "logs/generate/{model}/{split}.{framing}.log",
+    benchmark:
+        "benchmarks/generate/{model}/{split}.{framing}.tsv"
+    conda:
+        "../envs/hf.yaml"
+    # One generation job owns every core: two concurrent jobs on a small CPU only
+    # fight over caches, and on a GPU they would fight over memory.
+    threads: workflow.cores
+    resources:
+        gpu=1 if config["student"]["device"] == "cuda" else 0,
+    params:
+        student=config["student"],
+        load_path=student_load_path(),
+        adapter=lambda w: get_adapter(w.model),
+        generation=generation_params,
+    script:
+        "../scripts/generate_answers.py"

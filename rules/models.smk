@@ -1,0 +1,11 @@
+rule convert_embedded_model:
+    output:
+        directory("results/models/{embedded}"),
+    log:
+        "logs/models/convert_{embedded}.log",
+    benchmark:
+        "benchmarks/models/convert_{embedded}.tsv"
+    conda:
+        "../envs/hf.yaml"
+    script:
+        "../scripts/convert_embedded_model.py"

@@ -1,0 +1,125 @@
+"""Config validation and the frozen dataclasses each stage reads its section into."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from harmdrift.generation import GenParams, HFModelConfig
+from harmdrift.models import ModelSpec, model_provenance, parse_model_spec, resolve_load_path
+
+
+class ConfigError(ValueError):
+    """A config value is missing, misspelt or out of range; the message names the key."""
+
+
+def _key_path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def _fill_defaults(node: dict, schema: dict) -> None:
+    """Insert schema defaults for absent keys, recursively, so code never guesses a default."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if isinstance(node.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(node[key], sub)
+
+
+def _describe(error) -> str:
+    """Turn a jsonschema error into one line naming the config key."""
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(known))
+        keys = ", ".join(_key_path([*error.absolute_path, k]) for k in unknown)
+        return f"unknown config key {keys}; allowed here: {', '.join(known)}"
+    if error.validator == "required":
+        return f"config section {where}: {error.message}"
+    return f"config key {where}: {error.message}"
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    """Check a config against the schema and fill in defaults, in place.
+
+    Returns:
+        The same dict, with defaults filled.
+
+    Raises:
+        ConfigError: listing every problem, each naming its key.
+    """
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n  ".join(_describe(e) for e in errors)
+        raise ConfigError(f"invalid configuration ({len(errors)} problem(s)):\n  {lines}")
+    _fill_defaults(config, schema)
+    check_config(config)
+    return config
+
+
+def check_config(config: dict) -> None:
+    """Rules that span fields or touch the disk, which JSON Schema cannot say."""
+    split = config["data"]["split"]
+    if split["mode"] == "subsample" and "n_per_group" not in split:
+        raise ConfigError("config key data.split.n_per_group is required when data.split.mode is subsample")
+    try:
+        spec = parse_model_spec(config["student"]["model"], key="student.model")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if config["student"]["quantization"] == "4bit" and config["student"]["device"] == "cpu":
+        raise ConfigError("config key student.quantization: 4bit needs a GPU, but student.device is cpu")
+    if spec.kind == "embedded" and config["student"]["quantization"] == "4bit":
+        raise ConfigError(
+            "config key student.quantization: 4bit is for large hub/local models, not embedded ones"
+        )
+    for framing, path in config["prompts"].items():
+        if not Path(path).is_file():
+            raise ConfigError(f"config key prompts.{framing}: template file {path!r} not found")
+
+
+def student_spec(config: dict) -> ModelSpec:
+    return parse_model_spec(config["student"]["model"], key="student.model")
+
+
+def hf_model_config(
+    model_section: dict, generation: dict, *, load_path: str, adapter: str | None = None
+) -> HFModelConfig:
+    """Build the loader settings for a model section (student, later teacher/judge)."""
+    return HFModelConfig(
+        model=load_path,
+        revision=model_section.get("revision"),
+        adapter=adapter,
+        dtype=model_section.get("dtype", "auto"),
+        quantization=model_section.get("quantization", "none"),
+        device=model_section.get("device", "auto"),
+        batch_size=generation["batch_size"],
+        sort_by_length=generation["sort_by_length"],
+    )
+
+
+def gen_params(generation: dict, framing: str) -> GenParams:
+    """Decoding settings for one framing."""
+    return GenParams(
+        max_new_tokens=generation["max_new_tokens"][framing],
+        temperature=generation["temperature"],
+        top_p=generation["top_p"],
+        seed=generation["seed"],
+    )
+
+
+__all__ = [
+    "ConfigError",
+    "validate_config",
+    "check_config",
+    "student_spec",
+    "hf_model_config",
+    "gen_params",
+    "model_provenance",
+    "resolve_load_path",
+]

@@ -1,0 +1,48 @@
+"""Prompt templates: files under config/prompts/ rendered into chat messages."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+FRAMINGS = ("binary", "mc")
+
+
+def load_template(path: str | Path) -> str:
+    """Read a prompt template and check it has the one ``{question}`` slot it needs.
+
+    Raises:
+        ValueError: naming the file when the slot is missing or the braces are malformed.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text.format(question="")
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(
+            f"{path}: prompt template has a placeholder other than {{question}} ({err!r}); "
+            "write literal braces as {{ and }}"
+        ) from None
+    if "{question}" not in text:
+        raise ValueError(f"{path}: prompt template has no {{question}} placeholder")
+    return text
+
+
+# Upstream N3 numbers the first option "(1)" in about half of its questions; the others
+# use "(a)". Models are shown "(a)" so that every question reads the same way and a reply
+# of "(a)" means the same thing everywhere. Only the last option block is touched.
+_FIRST_OPTION_TYPO = re.compile(r"\(1\)(?=[^()]*\(b\)[^()]*\(c\)[^()]*$)")
+
+
+def display_question(question: str) -> str:
+    """The question as models see it: upstream's "(1)" option marker shown as "(a)"."""
+    return _FIRST_OPTION_TYPO.sub("(a)", question, count=1)
+
+
+def build_messages(item: dict, template: str) -> list[dict[str, str]]:
+    """Render one benchmark item into a single-turn chat conversation.
+
+    The instruction sits in the user turn, after the question, so that small
+    instruction-tuned models (which follow the last thing they read) see it,
+    and no system prompt is forced on models whose chat template brings its own.
+    """
+    return [{"role": "user", "content": template.format(question=display_question(item["question"])).strip()}]

@@ -1,0 +1,170 @@
+"""Answer files: record layout, parsing, checkpoint/resume, and errors, with a scripted model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from harmdrift.answers import AnswerConfig, generate_answers
+from harmdrift.generation import Generation, GenParams
+from harmdrift.io import DataError, read_jsonl, write_jsonl
+
+
+@dataclass
+class _Cfg:
+    batch_size: int = 2
+    sort_by_length: bool = False
+
+
+class ScriptedGenerator:
+    """Test double: replies from a table, can crash after a number of batches."""
+
+    dtype_name = "float32"
+    device = "cpu"
+
+    def __init__(self, replies: dict[str, str], crash_after: int | None = None) -> None:
+        self.cfg = _Cfg()
+        self.replies = replies
+        self.crash_after = crash_after
+        self.asked: list[str] = []
+
+    def render(self, conversation):
+        return conversation[-1]["content"]
+
+    def generate(self, conversations, params, *, keys, stop=None, on_batch=None, desc=""):
+        outs = []
+        for start in range(0, len(keys), self.cfg.batch_size):
+            if self.crash_after is not None and start // self.cfg.batch_size >= self.crash_after:
+                raise KeyboardInterrupt("simulated crash")
+            batch = list(range(start, min(start + self.cfg.batch_size, len(keys))))
+            gens = [Generation(self.replies[keys[i]], 5, "stop") for i in batch]
+            self.asked += [keys[i] for i in batch]
+            if on_batch:
+                on_batch(batch, gens)
+            outs += gens
+        return outs
+
+
+ITEMS = [
+    {
+        "id": f"D1-diff-{i}",
+        "benchmark": "D1",
+        "category": "descriptive",
+        "condition": "diff",
+        "scenario_id": str(i),
+        "gold_label": "YES",
+        "correct_option": "a",
+        "split": "test",
+        "reconstructed": False,
+        "question": f"Question {i}? (a) x (b) y (c) same",
+        "options": {"a": "x", "b": "y", "c": "same"},
+    }
+    for i in range(5)
+]
+REPLIES = {item["id"]: f"Reason {n}.\nConclusion: {'YES' if n % 2 else 'NO'}" for n, item in enumerate(ITEMS)}
+CFG = AnswerConfig(framing="binary", model_name="m0", params=GenParams(max_new_tokens=8))
+PROV = {"kind": "local", "model": "scripted"}
+
+
+@pytest.fixture
+def paths(tmp_path):
+    items = tmp_path / "test.jsonl"
+    write_jsonl(items, ITEMS)
+    template = tmp_path / "t.txt"
+    template.write_text("{question}\nAnswer.")
+    return items, template, tmp_path / "out" / "test.binary.jsonl"
+
+
+def test_records_in_item_order_with_parsed_predictions(paths):
+    items, template, out = paths
+    summary = generate_answers(
+        items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES), provenance=PROV
+    )
+    records = read_jsonl(out)
+    assert [r["id"] for r in records] == [i["id"] for i in ITEMS]
+    assert [r["prediction"] for r in records] == ["NO", "YES", "NO", "YES", "NO"]
+    assert {r["parse_status"] for r in records} == {"strict"}
+    assert records[0]["provenance"] == PROV
+    assert records[0]["decoding"]["max_new_tokens"] == 8
+    assert records[0]["prompt"][-1]["content"].startswith("Question 0?")
+    assert summary["items"] == 5 and summary["reused_from_checkpoint"] == 0
+    assert not out.with_name(out.name + ".partial").exists()
+
+
+def test_interrupted_run_resumes_without_redoing_work(paths):
+    items, template, out = paths
+    with pytest.raises(KeyboardInterrupt):
+        generate_answers(
+            items,
+            template,
+            out,
+            cfg=CFG,
+            generator=ScriptedGenerator(REPLIES, crash_after=1),
+            provenance=PROV,
+        )
+    assert not out.exists()
+    checkpoint = out.with_name(out.name + ".partial")
+    assert len(checkpoint.read_text().splitlines()) == 2  # the first batch survived
+    second = ScriptedGenerator(REPLIES)
+    summary = generate_answers(items, template, out, cfg=CFG, generator=second, provenance=PROV)
+    assert second.asked == [i["id"] for i in ITEMS[2:]]
+    assert summary["reused_from_checkpoint"] == 2
+    assert len(read_jsonl(out)) == 5
+    assert not checkpoint.exists()
+
+
+def test_changed_settings_invalidate_the_checkpoint(paths):
+    items, template, out = paths
+    with pytest.raises(KeyboardInterrupt):
+        generate_answers(
+            items,
+            template,
+            out,
+            cfg=CFG,
+            generator=ScriptedGenerator(REPLIES, crash_after=1),
+            provenance=PROV,
+        )
+    changed = AnswerConfig(framing="binary", model_name="m0", params=GenParams(max_new_tokens=9))
+    again = ScriptedGenerator(REPLIES)
+    generate_answers(items, template, out, cfg=changed, generator=again, provenance=PROV)
+    assert len(again.asked) == 5
+
+
+def test_damaged_checkpoint_line_is_tolerated(paths):
+    items, template, out = paths
+    with pytest.raises(KeyboardInterrupt):
+        generate_answers(
+            items,
+            template,
+            out,
+            cfg=CFG,
+            generator=ScriptedGenerator(REPLIES, crash_after=1),
+            provenance=PROV,
+        )
+    checkpoint = out.with_name(out.name + ".partial")
+    with checkpoint.open("a") as handle:
+        handle.write('{"id": "D1-diff-2", "raw_out')  # a crash mid-write
+    again = ScriptedGenerator(REPLIES)
+    generate_answers(items, template, out, cfg=CFG, generator=again, provenance=PROV)
+    assert again.asked == [i["id"] for i in ITEMS[2:]]
+
+
+def test_empty_split_is_a_clear_error(paths, tmp_path):
+    _, template, out = paths
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match="no items"):
+        generate_answers(empty, template, out, cfg=CFG, generator=ScriptedGenerator({}), provenance=PROV)
+
+
+def test_unknown_framing_is_rejected():
+    with pytest.raises(ValueError, match="framing"):
+        AnswerConfig(framing="essay", model_name="m0", params=GenParams())
+
+
+def test_records_are_json_serialisable(paths):
+    items, template, out = paths
+    generate_answers(items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES), provenance=PROV)
+    json.dumps(read_jsonl(out))

@@ -1,0 +1,157 @@
+"""The generation backend on a tiny random model: seeding, stopping, dtype, errors."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+import torch
+
+from harmdrift.generation import GenParams, HFGenerator, HFModelConfig, TokenSampler, item_seed
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "is the question the same"}],
+    [{"role": "user", "content": "groups are treated differently because law"}],
+    [{"role": "user", "content": "a fact"}],
+    [{"role": "user", "content": "this answer is so the same groups treated a fact yes no"}],
+    [{"role": "user", "content": "law"}],
+]
+KEYS = ["q0", "q1", "q2", "q3", "q4"]
+
+
+def make(tiny_model, **kwargs) -> HFGenerator:
+    cfg = HFModelConfig(model=tiny_model, dtype="float32", device="cpu", **kwargs)
+    return HFGenerator(cfg, progress=False)
+
+
+def test_item_seed_is_stable_and_distinct():
+    assert item_seed(1, "a") == item_seed(1, "a")
+    assert item_seed(1, "a") != item_seed(2, "a")
+    assert item_seed(1, "a") != item_seed(1, "b")
+    assert 0 <= item_seed(0, "x") < 2**63
+
+
+def test_same_item_same_reply_whatever_the_batch(tiny_model):
+    params = GenParams(max_new_tokens=12, temperature=1.0, top_p=1.0, seed=7)
+    whole = make(tiny_model, batch_size=5).generate(CONVERSATIONS, params, keys=KEYS)
+    reordered = list(reversed(range(5)))
+    pieces = make(tiny_model, batch_size=2, sort_by_length=False).generate(
+        [CONVERSATIONS[i] for i in reordered], params, keys=[KEYS[i] for i in reordered]
+    )
+    assert [g.text for g in whole] == [pieces[reordered.index(i)].text for i in range(5)]
+
+
+def test_seed_changes_the_sample(tiny_model):
+    gen = make(tiny_model, batch_size=5)
+    one = gen.generate(CONVERSATIONS, GenParams(max_new_tokens=12, temperature=1.0, seed=1), keys=KEYS)
+    two = gen.generate(CONVERSATIONS, GenParams(max_new_tokens=12, temperature=1.0, seed=2), keys=KEYS)
+    assert [g.text for g in one] != [g.text for g in two]
+
+
+def test_greedy_matches_plain_transformers(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gen = make(tiny_model, batch_size=1)
+    ours = gen.generate(CONVERSATIONS[:2], GenParams(max_new_tokens=8, temperature=0), keys=KEYS[:2])
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    for conv, got in zip(CONVERSATIONS[:2], ours, strict=True):
+        ids = tok(gen.render(conv), return_tensors="pt", add_special_tokens=False)["input_ids"]
+        out = model.generate(ids, do_sample=False, max_new_tokens=8, pad_token_id=tok.pad_token_id)
+        assert got.text == tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+
+
+def test_batched_greedy_matches_one_at_a_time(tiny_model):
+    params = GenParams(max_new_tokens=10, temperature=0)
+    batched = make(tiny_model, batch_size=5).generate(CONVERSATIONS, params, keys=KEYS)
+    single = make(tiny_model, batch_size=1).generate(CONVERSATIONS, params, keys=KEYS)
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert [g.finish_reason for g in batched] == [g.finish_reason for g in single]
+
+
+def test_sampler_streams_survive_rows_leaving():
+    logits = torch.zeros(3, 50)
+    params = GenParams(temperature=1.0, top_p=1.0, seed=5)
+    together = TokenSampler(["a", "b", "c"], params)
+    first = together(logits)
+    together.keep([2])  # rows a and b finished
+    later = together(logits[:1])
+    alone = TokenSampler(["c"], params)
+    assert int(alone(logits[:1])[0]) == int(first[2])
+    assert int(alone(logits[:1])[0]) == int(later[0])
+
+
+def test_stop_ends_each_row_early(tiny_model):
+    gen = make(tiny_model, batch_size=5)
+    params = GenParams(max_new_tokens=30, temperature=1.0, seed=3)
+    free = gen.generate(CONVERSATIONS, params, keys=KEYS)
+    stopped = gen.generate(CONVERSATIONS, params, keys=KEYS, stop=lambda text: len(text.split()) >= 3)
+    for a, b in zip(free, stopped, strict=True):
+        if len(a.text.split()) >= 3:
+            assert b.finish_reason == "stop"
+            assert len(b.text.split()) == 3
+            assert a.text.startswith(b.text)  # stopping early does not change what came before
+        else:
+            assert b.text == a.text
+
+
+def test_finish_reason_length(tiny_model):
+    out = make(tiny_model).generate(
+        CONVERSATIONS[:1], GenParams(max_new_tokens=2, temperature=1.0, seed=0), keys=KEYS[:1]
+    )[0]
+    assert out.finish_reason in {"length", "eos"}
+    assert out.n_new_tokens <= 2
+
+
+def test_on_batch_reports_every_item_once(tiny_model):
+    seen = []
+    make(tiny_model, batch_size=2).generate(
+        CONVERSATIONS,
+        GenParams(max_new_tokens=3, temperature=1.0),
+        keys=KEYS,
+        on_batch=lambda idx, outs: seen.extend(idx),
+    )
+    assert sorted(seen) == list(range(5))
+
+
+def test_gumbel_processor_samples_the_tempered_distribution():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    params = GenParams(max_new_tokens=1, temperature=0.5, top_p=1.0, seed=0)
+    draws = Counter()
+    n = 4000
+    for k in range(n):
+        draws[int(TokenSampler([f"k{k}"], params)(logits)[0])] += 1
+    expected = torch.softmax(logits[0] / 0.5, dim=-1)
+    for token in range(4):
+        p = float(expected[token])
+        se = math.sqrt(p * (1 - p) / n)
+        assert abs(draws[token] / n - p) < 5 * se + 1e-3
+
+
+def test_top_p_filters_the_tail():
+    logits = torch.tensor([[5.0, 4.9, -5.0, -6.0]])
+    params = GenParams(max_new_tokens=1, temperature=1.0, top_p=0.9, seed=0)
+    picked = set()
+    for k in range(300):
+        picked.add(int(TokenSampler([f"k{k}"], params)(logits)[0]))
+    assert picked == {0, 1}
+
+
+def test_4bit_on_cpu_is_a_clear_error(tiny_model):
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        HFGenerator(HFModelConfig(model=tiny_model, quantization="4bit", device="cpu"), progress=False)
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(ValueError, match="top_p"):
+        GenParams(top_p=0)
+    with pytest.raises(ValueError, match="dtype"):
+        HFModelConfig(model="x", dtype="float8")
+    with pytest.raises(ValueError, match="batch_size"):
+        HFModelConfig(model="x", batch_size=0)
+
+
+def test_keys_must_match_conversations(tiny_model):
+    with pytest.raises(ValueError, match="keys"):
+        make(tiny_model).generate(CONVERSATIONS, GenParams(), keys=KEYS[:2])

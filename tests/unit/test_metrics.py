@@ -1,0 +1,355 @@
+"""Unit tests for harmdrift.metrics on small hand-computed frames."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harmdrift.metrics import (
+    BINARY_COLUMNS,
+    BINARY_REQUIRED,
+    MC_COLUMNS,
+    binary_metrics,
+    mc_metrics,
+    metrics_markdown,
+)
+
+# --- fixtures ---------------------------------------------------------------------------
+
+
+def binary_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows of (benchmark, scenario_id, condition, prediction, parse_status); gold follows condition."""
+    records = []
+    for i, (bench, scenario, condition, prediction, status) in enumerate(rows):
+        records.append(
+            {
+                "id": f"{bench}-{i:04d}",
+                "benchmark": bench,
+                "scenario_id": scenario,
+                "condition": condition,
+                "gold_label": "YES" if condition == "diff" else "NO",
+                "correct_option": "a" if condition == "diff" else "c",
+                "prediction": prediction,
+                "parse_status": status,
+            }
+        )
+    return pd.DataFrame(records)
+
+
+# Hand-checked: A has 2 right of 4 (one abstain), B has 1 right of 2.
+SMALL = binary_frame(
+    [
+        ("A", "s1", "diff", "YES", "strict"),  # right
+        ("A", "s1", "equal", "YES", "strict"),  # wrong
+        ("A", "s2", "diff", "ABSTAIN", "refusal"),  # wrong
+        ("A", "s2", "equal", "NO", "fallback_format"),  # right
+        ("B", "s1", "diff", "NO", "fallback_final"),  # wrong
+        ("B", "s1", "equal", "NO", "strict"),  # right
+    ]
+)
+
+
+def random_frame(n_benchmarks: int = 8, per_benchmark: int = 200, seed: int = 3) -> pd.DataFrame:
+    """A realistic-size frame: scenarios of 1-4 items, predictions mostly YES."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(n_benchmarks):
+        scenarios = rng.integers(0, per_benchmark // 2, size=per_benchmark)
+        for j in range(per_benchmark):
+            condition = "diff" if j % 2 else "equal"
+            prediction = rng.choice(["YES", "NO", "ABSTAIN"], p=[0.6, 0.3, 0.1])
+            status = "strict" if prediction != "ABSTAIN" else "unparseable"
+            rows.append((f"B{b}", str(scenarios[j]), condition, prediction, status))
+    return binary_frame(rows)
+
+
+def row(table: pd.DataFrame, bench: str) -> pd.Series:
+    return table.set_index("benchmark").loc[bench]
+
+
+# --- binary_metrics: point estimates ----------------------------------------------------
+
+
+def test_binary_table_shape_and_order() -> None:
+    table = binary_metrics(SMALL, n_boot=50)
+    assert list(table.columns) == list(BINARY_COLUMNS)
+    assert list(table["benchmark"]) == ["A", "B", "ALL"]
+    assert list(table["n"]) == [4, 2, 6]
+
+
+def test_binary_point_estimates_by_hand() -> None:
+    table = binary_metrics(SMALL, n_boot=50)
+    a, b, total = row(table, "A"), row(table, "B"), row(table, "ALL")
+    assert (a["overall_acc"], a["equal_acc"], a["diff_acc"]) == (0.5, 0.5, 0.5)
+    assert (b["overall_acc"], b["equal_acc"], b["diff_acc"]) == (0.5, 1.0, 0.0)
+    assert total["overall_acc"] == pytest.approx(3 / 6)
+    assert total["equal_acc"] == pytest.approx(2 / 3)
+    assert total["diff_acc"] == pytest.approx(1 / 3)
+    assert (a["yes_rate"], b["yes_rate"], total["yes_rate"]) == pytest.approx((0.5, 0.0, 2 / 6))
+    assert total["gold_yes_rate"] == 0.5
+    assert (a["abstain_rate"], b["abstain_rate"], total["abstain_rate"]) == pytest.approx((0.25, 0.0, 1 / 6))
+    assert (a["refusal_rate"], total["refusal_rate"]) == pytest.approx((0.25, 1 / 6))
+    fallback = (a["fallback_rate"], b["fallback_rate"], total["fallback_rate"])
+    assert fallback == pytest.approx((0.25, 0.5, 2 / 6))
+
+
+def test_binary_yes_precision_nan_when_nothing_predicted_yes() -> None:
+    table = binary_metrics(SMALL, n_boot=50)
+    assert row(table, "A")["yes_precision"] == 0.5
+    assert math.isnan(row(table, "B")["yes_precision"])
+    assert row(table, "ALL")["yes_precision"] == 0.5
+
+
+def test_binary_macro_f1_by_hand() -> None:
+    table = binary_metrics(SMALL, n_boot=50)
+    # A: YES tp1 fp1 fn1 (the abstain) -> 2/4; NO tp1 fp0 fn1 -> 2/3.
+    assert row(table, "A")["macro_f1"] == pytest.approx((2 / 4 + 2 / 3) / 2)
+    # B: YES tp0 fp0 fn1 -> 0; NO tp1 fp1 fn0 -> 2/3.
+    assert row(table, "B")["macro_f1"] == pytest.approx((0 + 2 / 3) / 2)
+    # ALL: YES tp1 fp1 fn2 -> 2/5; NO tp2 fp1 fn1 -> 4/6.
+    assert row(table, "ALL")["macro_f1"] == pytest.approx((2 / 5 + 4 / 6) / 2)
+
+
+def test_binary_abstain_and_odd_predictions_count_wrong() -> None:
+    frame = binary_frame([("A", "s1", "diff", None, "empty"), ("A", "s2", "equal", "no", "strict")])
+    frame.loc[0, "prediction"] = None
+    table = binary_metrics(frame, n_boot=20)
+    assert row(table, "A")["overall_acc"] == 0.5  # lower-case "no" is read as NO; None is an abstain
+    assert row(table, "A")["abstain_rate"] == 0.5
+
+
+def test_binary_without_reference_leaves_mcnemar_missing() -> None:
+    table = binary_metrics(SMALL, n_boot=50)
+    assert table["n_discordant"].isna().all()
+    assert table["mcnemar_p"].isna().all()
+
+
+# --- binary_metrics: McNemar ------------------------------------------------------------
+
+
+def test_mcnemar_matches_hand_computed_binomial() -> None:
+    # 8 items only the model gets right, 1 only the reference gets right, 3 both right.
+    frame = binary_frame([("A", f"s{i}", "diff", "YES", "strict") for i in range(12)])
+    reference = frame.copy()
+    reference["prediction"] = ["NO"] * 8 + ["YES"] * 4
+    frame.loc[8, "prediction"] = "NO"
+    table = binary_metrics(frame, n_boot=20, reference=reference)
+    # Two-sided exact test, Binomial(9, 1/2): 2 * P(X >= 8) = 2 * (9 + 1) / 2**9.
+    assert row(table, "A")["n_discordant"] == 9
+    assert row(table, "A")["mcnemar_p"] == pytest.approx(20 / 512)
+    assert row(table, "ALL")["mcnemar_p"] == pytest.approx(20 / 512)
+
+
+def test_mcnemar_without_discordant_pairs_is_one() -> None:
+    table = binary_metrics(SMALL, n_boot=20, reference=SMALL.copy())
+    assert list(table["n_discordant"]) == [0, 0, 0]
+    assert list(table["mcnemar_p"]) == [1.0, 1.0, 1.0]
+
+
+def test_mcnemar_matches_reference_by_id_not_row_order() -> None:
+    reference = SMALL.iloc[::-1].reset_index(drop=True)
+    table = binary_metrics(SMALL, n_boot=20, reference=reference)
+    assert row(table, "ALL")["n_discordant"] == 0
+
+
+def test_reference_id_mismatch_names_missing_ids() -> None:
+    reference = SMALL.drop(index=2)
+    with pytest.raises(ValueError, match="A-0002"):
+        binary_metrics(SMALL, n_boot=20, reference=reference)
+
+
+# --- bootstrap intervals ----------------------------------------------------------------
+
+
+def test_cis_contain_point_estimates() -> None:
+    table = binary_metrics(random_frame(), n_boot=500, seed=1)
+    for prefix, estimate in (("", "overall_acc"), ("equal_", "equal_acc"), ("diff_", "diff_acc")):
+        low, high = table[f"{prefix}ci_low"], table[f"{prefix}ci_high"]
+        assert (low <= table[estimate]).all() and (table[estimate] <= high).all()
+        assert (low < high).all()
+
+
+def test_cis_have_zero_width_when_every_scenario_is_identical() -> None:
+    rows = []
+    for i in range(6):
+        rows += [("A", f"s{i}", "diff", "YES", "strict"), ("A", f"s{i}", "equal", "YES", "strict")]
+    table = binary_metrics(binary_frame(rows), n_boot=300)
+    for _, result in table.iterrows():
+        assert result["ci_low"] == pytest.approx(0.5, abs=1e-12)
+        assert result["ci_high"] == pytest.approx(0.5, abs=1e-12)
+        assert result["equal_ci_low"] == result["equal_ci_high"] == 0.0
+        assert result["diff_ci_low"] == result["diff_ci_high"] == 1.0
+
+
+def test_bootstrap_resamples_whole_scenarios() -> None:
+    # Two scenarios of 50 items: one all right, one all wrong. Drawing scenarios, a resample's
+    # accuracy is 0, 1/2 or 1 (each extreme with probability 1/4); drawing items it would
+    # stay near 1/2.
+    rows = [("A", "s1", "diff", "YES", "strict")] * 50 + [("A", "s2", "diff", "NO", "strict")] * 50
+    table = binary_metrics(binary_frame(rows), n_boot=2000)
+    assert (row(table, "A")["ci_low"], row(table, "A")["ci_high"]) == (0.0, 1.0)
+
+
+def test_all_row_resamples_within_each_benchmark() -> None:
+    # Benchmark A is always right, B always wrong, same size: a stratified resample of the
+    # pool always has accuracy 1/2, an unstratified one would not.
+    rows = [("A", f"s{i}", "diff", "YES", "strict") for i in range(10)]
+    rows += [("B", f"s{i}", "diff", "NO", "strict") for i in range(10)]
+    table = binary_metrics(binary_frame(rows), n_boot=500)
+    assert row(table, "ALL")["ci_low"] == row(table, "ALL")["ci_high"] == 0.5
+
+
+def test_bootstrap_is_deterministic_by_seed() -> None:
+    frame = random_frame(n_benchmarks=2)
+    first = binary_metrics(frame, n_boot=300, seed=7)
+    again = binary_metrics(frame.sample(frac=1.0, random_state=0), n_boot=300, seed=7)
+    other = binary_metrics(frame, n_boot=300, seed=8)
+    pd.testing.assert_frame_equal(first, again)
+    assert not np.allclose(first["ci_low"], other["ci_low"])
+
+
+def test_bootstrap_is_fast_at_paper_scale() -> None:
+    frame = random_frame()  # 1600 items, as in DART's test split
+    start = time.perf_counter()
+    binary_metrics(frame, n_boot=2000)
+    # Generous bound so a loaded CI runner does not flake; it runs in ~0.1 s locally.
+    assert time.perf_counter() - start < 5.0
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column", ["scenario_id", "parse_status", "gold_label"])
+def test_missing_column_is_named(column: str) -> None:
+    with pytest.raises(ValueError, match=column):
+        binary_metrics(SMALL.drop(columns=[column]))
+
+
+def test_mc_missing_column_is_named() -> None:
+    with pytest.raises(ValueError, match="correct_option"):
+        mc_metrics(SMALL.drop(columns=["correct_option"]))
+
+
+def test_empty_frame_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no rows"):
+        binary_metrics(SMALL.iloc[:0])
+    with pytest.raises(ValueError, match="no rows"):
+        mc_metrics(SMALL.iloc[:0])
+
+
+def test_unexpected_condition_is_an_error() -> None:
+    frame = SMALL.copy()
+    frame.loc[0, "condition"] = "DIFF"
+    with pytest.raises(ValueError, match="DIFF"):
+        binary_metrics(frame)
+
+
+def test_duplicate_ids_are_an_error() -> None:
+    with pytest.raises(ValueError, match="duplicated"):
+        binary_metrics(pd.concat([SMALL, SMALL.iloc[:1]]))
+
+
+def test_required_columns_do_not_include_correct_option() -> None:
+    assert "correct_option" not in BINARY_REQUIRED
+    binary_metrics(SMALL.drop(columns=["correct_option"]), n_boot=20)
+
+
+# --- mc_metrics -------------------------------------------------------------------------
+
+
+def mc_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows of (benchmark, scenario_id, condition, correct_option, prediction, parse_status)."""
+    records = [
+        {
+            "id": f"{bench}-{i:04d}",
+            "benchmark": bench,
+            "scenario_id": scenario,
+            "condition": condition,
+            "gold_label": "YES" if condition == "diff" else "NO",
+            "correct_option": correct,
+            "prediction": prediction,
+            "parse_status": status,
+        }
+        for i, (bench, scenario, condition, correct, prediction, status) in enumerate(rows)
+    ]
+    return pd.DataFrame(records)
+
+
+MC_SMALL = mc_frame(
+    [
+        ("A", "s1", "diff", "b", "b", "strict"),  # scored, right
+        ("A", "s1", "equal", "c", "c", "strict"),  # scored, (c)
+        ("A", "s2", "diff", "a", "c", "option_text"),  # scored, wrong: fell back to (c)
+        ("A", "s2", "equal", "c", None, "ambiguous"),  # set aside
+        ("A", "s3", "diff", "a", None, "refusal"),  # set aside
+        ("A", "s3", "equal", "c", "a", "strict"),  # scored, not (c)
+        ("B", "s1", "diff", "a", "a", "strict"),
+        ("B", "s1", "equal", "c", "c", "strict"),
+    ]
+)
+
+
+def test_mc_table_shape_and_order() -> None:
+    table = mc_metrics(MC_SMALL, n_boot=50)
+    assert list(table.columns) == list(MC_COLUMNS)
+    assert list(table["benchmark"]) == ["A", "B", "ALL"]
+    assert list(table["n"]) == [6, 2, 8]
+    assert list(table["n_scored"]) == [4, 2, 6]
+
+
+def test_mc_point_estimates_by_hand() -> None:
+    table = mc_metrics(MC_SMALL, n_boot=50)
+    a, b, total = row(table, "A"), row(table, "B"), row(table, "ALL")
+    assert a["set_aside_rate"] == pytest.approx(2 / 6)
+    assert (a["diff_aware"], a["ctxt_aware"], a["c_rate"]) == (0.5, 0.5, 0.5)
+    assert (b["set_aside_rate"], b["diff_aware"], b["ctxt_aware"], b["c_rate"]) == (0.0, 1.0, 1.0, 0.0)
+    assert total["set_aside_rate"] == pytest.approx(2 / 8)
+    assert (total["diff_aware"], total["ctxt_aware"], total["c_rate"]) == pytest.approx((2 / 3, 2 / 3, 1 / 3))
+
+
+def test_mc_set_aside_rows_are_not_scored_wrong() -> None:
+    frame = mc_frame([("A", "s1", "diff", "a", "a", "strict"), ("A", "s2", "diff", "a", None, "unparseable")])
+    assert row(mc_metrics(frame, n_boot=20), "A")["diff_aware"] == 1.0
+
+
+def test_mc_cis_bracket_estimates_and_are_seeded() -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(200):
+        condition, correct = ("diff", "a") if i % 2 else ("equal", "c")
+        rows.append(("A", f"s{i % 40}", condition, correct, rng.choice(["a", "b", "c"]), "strict"))
+    frame = mc_frame(rows)
+    table = mc_metrics(frame, n_boot=400, seed=5)
+    for name in ("diff_aware", "ctxt_aware"):
+        assert (table[f"{name}_ci_low"] <= table[name]).all()
+        assert (table[name] <= table[f"{name}_ci_high"]).all()
+    pd.testing.assert_frame_equal(table, mc_metrics(frame, n_boot=400, seed=5))
+
+
+# --- metrics_markdown -------------------------------------------------------------------
+
+
+def test_markdown_binary_table() -> None:
+    table = binary_metrics(SMALL, n_boot=50, reference=SMALL.copy())
+    text = metrics_markdown(table, "Binary task")
+    lines = text.splitlines()
+    assert lines[0] == "## Binary task"
+    header = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert header[:4] == ["benchmark", "n", "overall_acc", "overall 95% CI"]
+    assert "ci_low" not in header and "equal 95% CI" in header
+    assert set(lines[3]) <= {"|", "-"}
+    assert len(lines) == 4 + len(table)
+    a_row = lines[4]
+    assert a_row.startswith("| A | 4 | 50.0% | [")
+    assert "1.00e+00" in a_row  # p-value in scientific form
+    assert "n/a" in lines[5]  # B's YES precision is undefined
+
+
+def test_markdown_mc_table_percentages() -> None:
+    text = metrics_markdown(mc_metrics(MC_SMALL, n_boot=50), "3-way")
+    b_row = next(line for line in text.splitlines() if line.startswith("| B |"))
+    assert b_row.startswith("| B | 2 | 2 | 0.0% | 100.0% | [100.0, 100.0] | 100.0% |")

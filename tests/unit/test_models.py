@@ -1,0 +1,53 @@
+"""Model references: embedded names, local folders, hub ids, provenance."""
+
+from __future__ import annotations
+
+import pytest
+
+from harmdrift.models import (
+    ModelSpec,
+    find_embedded_file,
+    model_provenance,
+    parse_model_spec,
+    resolve_load_path,
+)
+
+
+def test_embedded_spec_and_its_file_is_installed():
+    spec = parse_model_spec("embedded:smollm2-135m-instruct")
+    assert spec == ModelSpec("embedded", "smollm2-135m-instruct")
+    assert resolve_load_path(spec) == "results/models/smollm2-135m-instruct"
+    assert find_embedded_file("smollm2-135m-instruct").stat().st_size > 50_000_000
+
+
+def test_hub_id():
+    assert parse_model_spec("meta-llama/Meta-Llama-3-8B-Instruct").kind == "hub"
+    assert parse_model_spec("gpt2").kind == "hub"
+
+
+def test_local_folder(tiny_model):
+    spec = parse_model_spec(tiny_model)
+    assert spec.kind == "local"
+    prov = model_provenance(spec, tiny_model)
+    assert prov["kind"] == "local" and len(prov["weights_sha256"]) == 64
+
+
+def test_missing_folder_names_the_key():
+    with pytest.raises(ValueError, match=r"'student.model'.*does not exist"):
+        parse_model_spec("./models/missing", key="student.model")
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(ValueError, match="no config.json"):
+        parse_model_spec(str(tmp_path))
+
+
+def test_garbage_is_rejected():
+    with pytest.raises(ValueError, match="neither"):
+        parse_model_spec("not a model!")
+    with pytest.raises(ValueError, match="unknown embedded"):
+        parse_model_spec("embedded:nope")
+
+
+def test_hub_provenance_names_revision():
+    assert model_provenance(ModelSpec("hub", "org/m"), "org/m", "abc123")["revision"] == "abc123"
