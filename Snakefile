@@ -10,6 +10,8 @@ configfile: "config/config.yaml"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
+include: "rules/distill.smk"
+include: "rules/train.smk"
 include: "rules/generate.smk"
 include: "rules/evaluate.smk"
 

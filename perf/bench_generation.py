@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--template", default="config/prompts/binary.txt")
     parser.add_argument("--n", type=int, default=64, help="number of prompts")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="DART's budget is 256")
-    parser.add_argument("--batch-size", type=int, default=16, help="backend batch size")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[32], help="backend batch sizes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
@@ -102,9 +102,6 @@ def main() -> None:
     params = GenParams(max_new_tokens=args.max_new_tokens, temperature=0.2, top_p=0.9, seed=args.seed)
 
     base_texts, base_s, base_tok = run_baseline(args.model, conversations, params)
-    fast_texts, fast_s, fast_tok, dtype = run_backend(
-        args.model, conversations, [i["id"] for i in items], params, args.batch_size, stop=True
-    )
 
     def parsed(texts):
         return dict(Counter(parse_reply("binary", t, i).status for t, i in zip(texts, items, strict=True)))
@@ -114,17 +111,27 @@ def main() -> None:
         "max_new_tokens": args.max_new_tokens,
         "threads": torch.get_num_threads(),
         "baseline": {"seconds": round(base_s, 2), "new_tokens": base_tok, "parse": parsed(base_texts)},
-        "backend": {
-            "seconds": round(fast_s, 2),
-            "new_tokens": fast_tok,
-            "dtype": dtype,
-            "batch_size": args.batch_size,
-            "parse": parsed(fast_texts),
-        },
-        "speedup": round(base_s / fast_s, 2),
+        "backend": [],
     }
+    keys = [i["id"] for i in items]
+    for size in args.batch_size:
+        texts, seconds, tokens, dtype = run_backend(args.model, conversations, keys, params, size, stop=True)
+        report["backend"].append(
+            {
+                "batch_size": size,
+                "seconds": round(seconds, 2),
+                "new_tokens": tokens,
+                "dtype": dtype,
+                "parse": parsed(texts),
+                "speedup": round(base_s / seconds, 2),
+            }
+        )
     print(json.dumps(report, indent=2))
-    print(f"baseline {base_s:.1f}s, backend {fast_s:.1f}s: backend is {base_s / fast_s:.2f}x faster")
+    for run in report["backend"]:
+        print(
+            f"baseline {base_s:.1f}s, backend (batch {run['batch_size']}) {run['seconds']:.1f}s: "
+            f"{run['speedup']:.2f}x faster"
+        )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

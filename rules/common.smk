@@ -6,11 +6,14 @@ from pathlib import Path
 # relying on `pip install -e .`) also makes it importable inside per-rule conda envs.
 _SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
+# A user's own PYTHONPATH is kept behind ours (read through a mapping copy, so the linter
+# does not mistake it for a variable the workflow requires).
+_ENV = dict(os.environ)
+os.environ.update(
+    {"PYTHONPATH": os.pathsep.join(p for p in (_SRC, _ENV.get("PYTHONPATH")) if p)}
 )
 
-from harmdrift.config import validate_config, student_spec
+from harmdrift.config import validate_config, student_spec, teacher_spec
 from harmdrift.models import EMBEDDED_MODELS, resolve_load_path
 
 # Fails here, before any job starts, with every bad key named.
@@ -19,14 +22,26 @@ validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 SPLITS = ["train", "val", "test"]
 FRAMINGS = config["evaluation"]["framings"]
 EVAL_SPLIT = config["evaluation"]["split"]
-# Models that later stages add (m_int, m_dart, ablations) are appended here.
-MODELS = ["m0"]
+# Each fine-tuned model and the rationale set it is trained on (Stage I); M0 is the
+# base model alone. Later stages add m_dart and the ablations here.
+TRAINING_DATA = {"m_int": "distill"}
+if config["distill"]["predicted_label"]:
+    TRAINING_DATA["m_int_predlabel"] = "predlabel"
+MODELS = ["m0", *TRAINING_DATA]
+# Rationale sets: which teacher prompt writes them and whether the teacher sees the label.
+TEACHER_PROMPTS = {
+    "distill": "config/prompts/teacher_gold.txt",
+    "predlabel": "config/prompts/teacher_predict.txt",
+}
+LABEL_SOURCES = {"distill": "gold", "predlabel": "predicted"}
 STUDENT = student_spec(config)
+TEACHER = teacher_spec(config)
 
 
 wildcard_constraints:
     model="|".join(MODELS),
     split="|".join(SPLITS),
+    source="|".join(TEACHER_PROMPTS),
     framing="binary|mc",
     embedded="|".join(EMBEDDED_MODELS),
 
@@ -41,9 +56,29 @@ def get_student_files(wildcards):
     return [student_load_path()] if STUDENT.kind == "embedded" else []
 
 
+def teacher_load_path():
+    """What the hf teacher loads (None for an API teacher)."""
+    return resolve_load_path(TEACHER) if TEACHER is not None else None
+
+
+def get_teacher_files(wildcards):
+    """The conversion output when the teacher is an embedded model."""
+    return (
+        [teacher_load_path()]
+        if TEACHER is not None and TEACHER.kind == "embedded"
+        else []
+    )
+
+
 def get_adapter(model):
     """The LoRA adapter folder a model name stands for; M0 is the base model alone."""
-    return None
+    return None if model == "m0" else f"results/adapters/{model}"
+
+
+def get_adapter_files(wildcards):
+    """The adapter weights a generation job needs, so training runs first."""
+    adapter = get_adapter(wildcards.model)
+    return [f"{adapter}/adapter_model.safetensors"] if adapter else []
 
 
 def generation_params(wildcards):

@@ -3,6 +3,7 @@ rule generate_answers:
         split_items="results/data/splits/{split}.jsonl",
         template=lambda w: config["prompts"][w.framing],
         model=get_student_files,
+        adapter=get_adapter_files,
     output:
         "results/generate/{model}/{split}.{framing}.jsonl",
     log:

@@ -72,6 +72,16 @@ def check_config(config: dict) -> None:
         spec = parse_model_spec(config["student"]["model"], key="student.model")
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    teacher = config["teacher"]
+    try:
+        teacher_spec(config)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if teacher["backend"] == "openai" and not teacher.get("base_url"):
+        raise ConfigError("config key teacher.base_url is required when teacher.backend is openai")
+    distill = config["distill"]
+    if distill["min_sentences"] > distill["max_sentences"]:
+        raise ConfigError("config keys distill.min_sentences > distill.max_sentences")
     if config["student"]["quantization"] == "4bit" and config["student"]["device"] == "cpu":
         raise ConfigError("config key student.quantization: 4bit needs a GPU, but student.device is cpu")
     if spec.kind == "embedded" and config["student"]["quantization"] == "4bit":
@@ -87,6 +97,13 @@ def student_spec(config: dict) -> ModelSpec:
     return parse_model_spec(config["student"]["model"], key="student.model")
 
 
+def teacher_spec(config: dict) -> ModelSpec | None:
+    """The teacher's model reference when it runs locally (hf); None for an API teacher."""
+    if config["teacher"]["backend"] != "hf":
+        return None
+    return parse_model_spec(config["teacher"]["model"], key="teacher.model")
+
+
 def hf_model_config(
     model_section: dict, generation: dict, *, load_path: str, adapter: str | None = None
 ) -> HFModelConfig:
@@ -100,6 +117,28 @@ def hf_model_config(
         device=model_section.get("device", "auto"),
         batch_size=generation["batch_size"],
         sort_by_length=generation["sort_by_length"],
+    )
+
+
+def backend_config(section: dict):
+    """The chat back-end settings of a teacher/judge config section."""
+    from harmdrift.backends import BackendConfig
+
+    return BackendConfig(
+        backend=section["backend"],
+        model=section["model"],
+        revision=section.get("revision"),
+        dtype=section.get("dtype", "auto"),
+        device=section.get("device", "auto"),
+        quantization=section.get("quantization", "none"),
+        batch_size=section.get("batch_size", 16),
+        base_url=section.get("base_url"),
+        api_key_env=section.get("api_key_env"),
+        concurrency=section.get("concurrency", 16),
+        max_retries=section.get("max_retries", 3),
+        timeout_s=section.get("timeout_s", 60),
+        price_prompt_per_mtok=section.get("price_prompt_per_mtok"),
+        price_completion_per_mtok=section.get("price_completion_per_mtok"),
     )
 
 

@@ -8,7 +8,6 @@ DART's own split (``dart_split_seed42``) or from a seeded subsample of it for sm
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harmdrift.io import DataError, iter_jsonl, write_json, write_jsonl
+from harmdrift.io import DataError, file_sha256, iter_jsonl, write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -352,12 +351,6 @@ def split_summary(splits: Mapping[str, list[dict]]) -> pd.DataFrame:
         ["split", "benchmark", "condition"], key=lambda col: col.map(order) if col.name == "split" else col
     )
     return table.reset_index(drop=True)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:

@@ -131,46 +131,240 @@ def pick_dtype(dtype: str, device: str):
 
 
 class TokenSampler:
-    """Choose each active row's next token: greedy, or a draw from that item's own random stream.
+    """Choose each row's next token: greedy, or a draw from that item's own random stream.
 
-    Sampling adds Gumbel noise to the tempered, nucleus-filtered log-probabilities and takes
-    the argmax, which draws an exact sample from that distribution. Each item has its own
-    torch Generator, seeded by (seed, item key) and advanced exactly once per step while the
-    item is active, so an item's draws do not depend on its batch mates, on the batch size,
-    or on the model: the paired audit gives M0 and M_int the same random numbers.
-    transformers' built-in sampler shares one stream across the batch, hence this class.
+    A draw is inverse-CDF sampling from the tempered, nucleus-filtered distribution with
+    one uniform number per row and step. Each item has its own torch Generator, seeded by
+    (seed, item key) and advanced once per token the item generates, so an item's draws do
+    not depend on its batch mates, the batch size, or the model: the paired audit gives M0
+    and M_int the same random numbers, and where their distributions agree they pick the
+    same token. transformers' sampler shares one stream across the batch, hence this class.
+
+    The nucleus is found among the ``candidates`` most likely tokens (a partial top-k, far
+    cheaper than sorting a 50k-token vocabulary on a CPU); a row whose nucleus is wider
+    than that falls back to a full sort, so the result is exact either way.
     """
 
-    def __init__(self, keys: Sequence[str], params: GenParams) -> None:
-        import torch
-        from transformers.generation import TopPLogitsWarper
-
+    def __init__(self, params: GenParams, candidates: int = 64) -> None:
         self.params = params
-        sampling = params.temperature > 0
-        self.generators = (
-            [torch.Generator().manual_seed(item_seed(params.seed, k)) for k in keys] if sampling else []
-        )
-        self.top_p = TopPLogitsWarper(params.top_p) if sampling and params.top_p < 1.0 else None
+        self.sampling = params.temperature > 0
+        self.candidates = candidates
 
-    def __call__(self, logits):
-        """Next token ids, one per row of ``logits`` (shape: rows x vocabulary)."""
+    def stream(self, key: str):
+        """The random stream of one item (None when decoding is greedy)."""
+        import torch
+
+        return torch.Generator().manual_seed(item_seed(self.params.seed, key)) if self.sampling else None
+
+    def pick(self, logits, streams: Sequence):
+        """Next token ids, one per row of ``logits`` (rows x vocabulary), row i drawing from streams[i]."""
         import torch
 
         scores = logits.float()
-        if self.params.temperature == 0:
+        if not self.sampling:
             return scores.argmax(dim=-1)
         scores = scores / self.params.temperature
-        if self.top_p is not None:
-            scores = self.top_p(None, scores)
-        vocab = scores.shape[-1]
-        uniform = torch.stack([torch.rand(vocab, generator=g) for g in self.generators])
-        uniform = uniform.clamp_(1e-20, 1.0 - 1e-7).to(scores.device)
-        return (scores - torch.log(-torch.log(uniform))).argmax(dim=-1)
+        uniform = torch.cat([torch.rand(1, generator=g) for g in streams]).to(scores.device)
+        log_total = torch.logsumexp(scores, dim=-1, keepdim=True)
+        if self.params.top_p >= 1.0:  # no nucleus: draw over the whole vocabulary, no sort needed
+            order = torch.arange(scores.shape[-1], device=scores.device).expand_as(scores)
+            return _draw((scores - log_total).exp(), order, uniform, 1.0)
+        k = min(self.candidates, scores.shape[-1])
+        values, tokens = scores.topk(k, dim=-1)  # sorted, most likely first
+        probs = (values - log_total).exp()
+        covered = probs.sum(dim=-1) >= self.params.top_p
+        chosen = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
+        if covered.any():
+            rows = covered.nonzero().flatten()
+            chosen[rows] = _draw(probs[rows], tokens[rows], uniform[rows], self.params.top_p)
+        if not covered.all():
+            rows = (~covered).nonzero().flatten()
+            full, order = (scores[rows] - log_total[rows]).exp().sort(dim=-1, descending=True)
+            chosen[rows] = _draw(full, order, uniform[rows], self.params.top_p)
+        return chosen
 
-    def keep(self, rows: Sequence[int]) -> None:
-        """Forget the streams of rows that finished (their items are done)."""
-        if self.generators:
-            self.generators = [self.generators[r] for r in rows]
+
+def _draw(probs, tokens, uniform, top_p: float):
+    """Inverse-CDF draw from each row's nucleus.
+
+    ``probs`` are sorted most likely first when top_p < 1; a token stays in the nucleus
+    while the mass before it is below top_p, so the most likely token always stays.
+    """
+    import torch
+
+    before = probs.cumsum(dim=-1) - probs
+    kept = torch.where(before < top_p, probs, torch.zeros_like(probs))
+    cumulative = kept.cumsum(dim=-1)
+    target = uniform * cumulative[:, -1]
+    index = torch.searchsorted(cumulative, target[:, None], right=True).clamp_(max=probs.shape[-1] - 1)
+    return tokens.gather(1, index).flatten()
+
+
+@dataclass
+class _Row:
+    """One reply being written: where it goes, its prompt, its random stream and its tokens."""
+
+    index: int
+    prompt: list[int]
+    stream: object
+    written: list[int]
+    reason: str | None = None  # set once finished: "stop", "eos" or "length"
+
+
+class _LiveBatch:
+    """The rows currently decoding together, with their shared KV cache.
+
+    Rows finish at very different lengths. transformers' generate() keeps finished rows in
+    the batch until the longest reply ends, and on a CPU most of that work is wasted. Here
+    finished rows are dropped and their slots refilled with waiting prompts (continuous
+    batching), so the batch stays full. Each compaction copies the cache once, so it is done
+    when a quarter of the slots are free rather than after every finished row.
+    """
+
+    def __init__(self, owner: HFGenerator, params: GenParams, stop) -> None:
+        self.model = owner.model
+        self.tokenizer = owner.tokenizer
+        self.eos_ids = owner.eos_ids()
+        self.sampler = TokenSampler(params)
+        self.params = params
+        self.stop = stop
+        self.rows: list[_Row] = []
+        self.cache = None
+        self.mask = None
+        self.last_position = None
+        self.next_ids = None
+
+    @property
+    def finished(self) -> int:
+        return sum(row.reason is not None for row in self.rows)
+
+    def _accept(self, rows: list[_Row], chosen: list[int]) -> None:
+        """Record each unfinished row's new token and decide whether the row is done."""
+        for row, token in zip(rows, chosen, strict=True):
+            if row.reason is not None:
+                continue
+            if token in self.eos_ids:
+                row.reason = "eos"
+                continue
+            row.written.append(token)
+            text = self.tokenizer.decode(row.written, skip_special_tokens=True) if self.stop else ""
+            if self.stop is not None and self.stop(text):
+                row.reason = "stop"
+            elif len(row.written) >= self.params.max_new_tokens:
+                row.reason = "length"
+
+    def _sample(self, logits, rows: list[_Row]) -> list[int]:
+        import torch
+
+        live = [i for i, row in enumerate(rows) if row.reason is None]
+        chosen = torch.full((len(rows),), self.tokenizer.pad_token_id, dtype=torch.long)
+        if live:
+            index = torch.tensor(live, device=logits.device)
+            picked = self.sampler.pick(logits.index_select(0, index), [rows[i].stream for i in live])
+            chosen[live] = picked.cpu()
+        return chosen.tolist()
+
+    def step(self) -> None:
+        """Feed every row its last token and sample the next one."""
+        import torch
+
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
+        self.last_position = self.last_position + 1
+        logits = self.model(
+            input_ids=self.next_ids[:, None],
+            attention_mask=self.mask,
+            position_ids=self.last_position[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+        chosen = self._sample(logits, self.rows)
+        self._accept(self.rows, chosen)
+        self.next_ids = torch.tensor(chosen, device=self.mask.device)
+
+    def drop_finished(self) -> list[_Row]:
+        """Remove finished rows from the batch (one cache copy) and return them."""
+        import torch
+
+        done = [row for row in self.rows if row.reason is not None]
+        if not done:
+            return []
+        keep = [i for i, row in enumerate(self.rows) if row.reason is None]
+        self.rows = [self.rows[i] for i in keep]
+        if not keep:
+            self.cache = self.mask = self.last_position = self.next_ids = None
+            return done
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask = self.mask.index_select(0, index)
+        self.last_position = self.last_position.index_select(0, index)
+        self.next_ids = self.next_ids.index_select(0, index)
+        return done
+
+    def add(self, rows: list[_Row]) -> None:
+        """Prefill new rows, sample their first token and merge them into the batch."""
+        import torch
+        from transformers import DynamicCache
+
+        prompts = {"input_ids": [r.prompt for r in rows]}
+        padded = self.tokenizer.pad(prompts, return_tensors="pt", padding=True)
+        device = self.model.device
+        mask = padded["attention_mask"].to(device)
+        # Left padding: positions count real tokens only, so padding never shifts RoPE.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self.model(
+            input_ids=padded["input_ids"].to(device),
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+        chosen = self._sample(logits, rows)
+        self._accept(rows, chosen)
+        next_ids = torch.tensor(chosen, device=device)
+        if self.cache is None:
+            self.rows, self.cache, self.mask = list(rows), cache, mask
+            self.last_position, self.next_ids = positions[:, -1].clone(), next_ids
+            return
+        self.cache = _merge_caches(self.cache, cache, self.model.config)
+        width = max(self.mask.shape[1], mask.shape[1])
+        self.mask = torch.cat([_left_pad(self.mask, width), _left_pad(mask, width)], dim=0)
+        self.last_position = torch.cat([self.last_position, positions[:, -1]])
+        self.next_ids = torch.cat([self.next_ids, next_ids])
+        self.rows += rows
+
+
+def _left_pad(tensor, width: int, dim: int = 1):
+    """Zero-pad ``tensor`` on the left of ``dim`` up to ``width`` (masked-out positions)."""
+    import torch
+
+    missing = width - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+def _merge_caches(old, new, config):
+    """Stack two KV caches along the batch, left-padding the shorter one in time."""
+    from transformers import DynamicCache
+
+    layers = []
+    for (k_old, v_old, _), (k_new, v_new, _) in zip(old, new, strict=True):
+        width = max(k_old.shape[2], k_new.shape[2])
+        keys = [_left_pad(k_old, width, dim=2), _left_pad(k_new, width, dim=2)]
+        values = [_left_pad(v_old, width, dim=2), _left_pad(v_new, width, dim=2)]
+        layers.append((_cat(keys), _cat(values)))
+    return DynamicCache(ddp_cache_data=layers, config=config)
+
+
+def _cat(tensors):
+    import torch
+
+    return torch.cat(tensors, dim=0)
 
 
 class HFGenerator:
@@ -264,22 +458,26 @@ class HFGenerator:
         encoded = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         order = list(range(len(texts)))
         if self.cfg.sort_by_length:
-            # Longest first: the biggest batch (memory peak) is met at once, not after an hour.
+            # Longest first: the memory peak comes at once, not after an hour; and rows that
+            # decode together have similar lengths, so little is spent on padding.
             order.sort(key=lambda i: len(encoded[i]), reverse=True)
         results: list[Generation | None] = [None] * len(texts)
         bar = tqdm(total=len(texts), desc=desc, unit="item", disable=not self.progress, dynamic_ncols=True)
-        new_tokens = 0
         started = time.perf_counter()
-        for offset in range(0, len(order), self.cfg.batch_size):
-            batch = order[offset : offset + self.cfg.batch_size]
-            outs = self._generate_batch([encoded[i] for i in batch], [keys[i] for i in batch], params, stop)
-            for i, out in zip(batch, outs, strict=True):
-                results[i] = out
+        new_tokens = 0
+
+        def finish(rows: list[_Row]) -> None:
+            nonlocal new_tokens
+            outs = [self._to_generation(row) for row in rows]
+            for row, out in zip(rows, outs, strict=True):
+                results[row.index] = out
                 new_tokens += out.n_new_tokens
             if on_batch is not None:
-                on_batch(batch, outs)
-            bar.update(len(batch))
+                on_batch([row.index for row in rows], outs)
+            bar.update(len(rows))
             bar.set_postfix(tok_s=f"{new_tokens / max(time.perf_counter() - started, 1e-9):.0f}")
+
+        self._decode(order, encoded, keys, params, stop, finish)
         bar.close()
         elapsed = time.perf_counter() - started
         logger.info(
@@ -293,80 +491,50 @@ class HFGenerator:
         )
         return results  # type: ignore[return-value]
 
-    def _eos_ids(self) -> set[int]:
+    def eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
         ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         return {i for i in ids if i is not None}
 
-    def _generate_batch(self, token_ids, keys, params: GenParams, stop) -> list[Generation]:
-        """Decode one batch, dropping each row from the computation as soon as it finishes.
-
-        transformers' generate() keeps finished rows in the batch (padding them) until the
-        longest reply ends; with replies of very different lengths most of that work is
-        wasted. Here a finished row leaves the KV cache at once, so a batch costs what its
-        live rows cost.
-        """
-        import torch
+    def _can_refill(self) -> bool:
+        """Refilling merges caches, which is only right for plain (non-sliding) attention caches."""
         from transformers import DynamicCache
 
-        padded = self.tokenizer.pad({"input_ids": token_ids}, return_tensors="pt", padding=True)
-        device = self.model.device
-        step_ids = padded["input_ids"].to(device)
-        mask = padded["attention_mask"].to(device)
-        # Left padding: positions count real tokens only, so padding never shifts RoPE.
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        last_position = positions[:, -1].clone()
-        cache = DynamicCache(config=self.model.config)
-        sampler = TokenSampler(keys, params)
-        eos_ids = self._eos_ids()
-        active = list(range(len(token_ids)))
-        written: list[list[int]] = [[] for _ in token_ids]
-        reasons = ["length"] * len(token_ids)
+        probe = DynamicCache(config=self.model.config)
+        return all(type(layer).__name__ == "DynamicLayer" for layer in probe.layers)
+
+    def _decode(self, order, encoded, keys, params: GenParams, stop, finish) -> None:
+        """Run every prompt through one live batch that is topped up as rows finish."""
+        import torch
+
+        size = self.cfg.batch_size
+        refill = self._can_refill()
+        sampler = TokenSampler(params)
+        waiting = [_Row(i, encoded[i], sampler.stream(keys[i]), []) for i in order]
+        waiting.reverse()  # pop() from the end takes them in order
+        batch = _LiveBatch(self, params, stop)
+        threshold = max(1, size // 4)
         with torch.inference_mode():
-            for _ in range(params.max_new_tokens):
-                logits = self.model(
-                    input_ids=step_ids,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    past_key_values=cache,
-                    use_cache=True,
-                    logits_to_keep=1,
-                ).logits[:, -1, :]
-                chosen = sampler(logits).tolist()
-                keep = []
-                for slot, row in enumerate(active):
-                    token = chosen[slot]
-                    if token in eos_ids:
-                        reasons[row] = "eos"
-                        continue
-                    written[row].append(token)
-                    if stop is not None and stop(
-                        self.tokenizer.decode(written[row], skip_special_tokens=True)
-                    ):
-                        reasons[row] = "stop"
-                        continue
-                    keep.append(slot)
-                if not keep:
-                    break
-                next_ids = torch.tensor([chosen[k] for k in keep], device=device)[:, None]
-                if len(keep) < len(active):
-                    index = torch.tensor(keep, device=device)
-                    cache.batch_select_indices(index)
-                    mask, last_position = mask[index], last_position[index]
-                    sampler.keep(keep)
-                    active = [active[k] for k in keep]
-                step_ids = next_ids
-                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-                last_position = last_position + 1
-                positions = last_position[:, None]
-        return [
-            Generation(
-                text=self.tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                n_new_tokens=len(ids) + (reason == "eos"),
-                finish_reason=reason,
-            )
-            for ids, reason in zip(written, reasons, strict=True)
-        ]
+            while waiting or batch.rows:
+                room = size - (len(batch.rows) - batch.finished)
+                compact = batch.finished >= max(1, len(batch.rows) // 4)
+                top_up = refill and bool(waiting) and room >= threshold
+                if not batch.rows or compact or top_up:
+                    done = batch.drop_finished()
+                    if done:
+                        finish(done)
+                    if waiting and (refill or not batch.rows):
+                        fresh = [waiting.pop() for _ in range(min(size - len(batch.rows), len(waiting)))]
+                        batch.add(fresh)
+                    continue
+                batch.step()
+
+    def _to_generation(self, row: _Row) -> Generation:
+        return Generation(
+            text=self.tokenizer.decode(row.written, skip_special_tokens=True).strip(),
+            n_new_tokens=len(row.written) + (row.reason == "eos"),
+            finish_reason=row.reason or "length",
+        )
 
 
 def make_hf_generator(cfg: HFModelConfig, *, progress: bool = True) -> HFGenerator:

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harmdrift.io import write_json
+from harmdrift.io import file_sha256, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -116,15 +116,6 @@ def find_embedded_file(name: str) -> Path:
     return path
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks so large weights do not fill memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def convert_embedded_model(name: str, out_dir: str | Path) -> dict:
     """De-quantise an embedded GGUF model into a safetensors folder that loads in under a second.
 
@@ -153,8 +144,8 @@ def convert_embedded_model(name: str, out_dir: str | Path) -> dict:
         "package": entry.distribution,
         "package_version": importlib.metadata.version(entry.distribution.split("==")[0]),
         "source_file": entry.filename,
-        "source_sha256": sha256_file(gguf_path),
-        "weights_sha256": sha256_file(out_dir / "model.safetensors"),
+        "source_sha256": file_sha256(gguf_path),
+        "weights_sha256": file_sha256(out_dir / "model.safetensors"),
         "converted_with": f"transformers=={importlib.metadata.version('transformers')}",
     }
     write_json(out_dir / PROVENANCE_FILE, provenance)
@@ -178,7 +169,7 @@ def model_provenance(spec: ModelSpec, load_path: str, revision: str | None = Non
     digest = hashlib.sha256()
     for file in weights:
         digest.update(file.name.encode())
-        digest.update(sha256_file(file).encode())
+        digest.update(file_sha256(file).encode())
     return {"kind": "local", "model": str(folder), "weights_sha256": digest.hexdigest()}
 
 

@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
 
 FRAMINGS = ("binary", "mc")
 
 
-def load_template(path: str | Path) -> str:
-    """Read a prompt template and check it has the one ``{question}`` slot it needs.
+def load_template(path: str | Path, slots: tuple[str, ...] = ("question",)) -> str:
+    """Read a prompt template and check it has exactly the ``{slot}`` placeholders it needs.
 
     Raises:
-        ValueError: naming the file when the slot is missing or the braces are malformed.
+        ValueError: naming the file when a slot is missing, an unknown one is present, or
+            the braces are malformed.
     """
     text = Path(path).read_text(encoding="utf-8")
     try:
-        text.format(question="")
-    except (KeyError, IndexError, ValueError) as err:
+        found = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as err:
         raise ValueError(
-            f"{path}: prompt template has a placeholder other than {{question}} ({err!r}); "
-            "write literal braces as {{ and }}"
+            f"{path}: malformed braces in prompt template ({err}); write literal ones as {{{{ }}}}"
         ) from None
-    if "{question}" not in text:
-        raise ValueError(f"{path}: prompt template has no {{question}} placeholder")
+    unknown = sorted(found - set(slots))
+    if unknown:
+        raise ValueError(
+            f"{path}: prompt template has unknown placeholder(s) {unknown}; allowed: {list(slots)} "
+            "(write literal braces as {{ and }})"
+        )
+    missing = [s for s in slots if s not in found]
+    if missing:
+        raise ValueError(f"{path}: prompt template has no {{{missing[0]}}} placeholder")
     return text
 
 

@@ -62,6 +62,26 @@ def test_metrics_tables_are_complete_and_sane(finished_run):
     assert "N1" in (finished_run / "results/tables/metrics_m0.md").read_text()
 
 
+def test_stage_one_outputs(finished_run):
+    results = finished_run / "results"
+    for source in ["distill", "predlabel"]:
+        summary = json.loads((results / f"rationales/{source}.summary.json").read_text())
+        assert summary["items"] == 24 and summary["kept"] + summary["dropped"] == 24
+        usage = json.loads((results / f"rationales/{source}.usage.json").read_text())
+        assert usage["requests"] >= 24
+    for model in ["m_int", "m_int_predlabel"]:
+        adapter = results / "adapters" / model
+        for name in ["adapter_model.safetensors", "adapter_config.json", "loss.csv", "loss.png"]:
+            assert (adapter / name).stat().st_size > 0, name
+        config = json.loads((adapter / "train_config.json").read_text())
+        assert len(config["examples_sha256"]) == 64
+        table = pd.read_csv(results / f"tables/metrics_{model}.csv")
+        assert list(table["benchmark"]) == ["D1", "N1", "N3", "ALL"]
+        assert table["mcnemar_p"].between(0, 1).all()  # compared with M0
+    records = [json.loads(x) for x in (results / "generate/m_int/test.binary.jsonl").read_text().splitlines()]
+    assert records[0]["provenance"]["adapter"] == "results/adapters/m_int"
+
+
 def test_answer_records_carry_provenance(finished_run):
     lines = (finished_run / "results/generate/m0/test.binary.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]

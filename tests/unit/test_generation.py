@@ -72,14 +72,29 @@ def test_batched_greedy_matches_one_at_a_time(tiny_model):
 
 def test_sampler_streams_survive_rows_leaving():
     logits = torch.zeros(3, 50)
-    params = GenParams(temperature=1.0, top_p=1.0, seed=5)
-    together = TokenSampler(["a", "b", "c"], params)
-    first = together(logits)
-    together.keep([2])  # rows a and b finished
-    later = together(logits[:1])
-    alone = TokenSampler(["c"], params)
-    assert int(alone(logits[:1])[0]) == int(first[2])
-    assert int(alone(logits[:1])[0]) == int(later[0])
+    sampler = TokenSampler(GenParams(temperature=1.0, top_p=1.0, seed=5))
+    a, b, c = (sampler.stream(k) for k in "abc")
+    first = sampler.pick(logits, [a, b, c])
+    later = sampler.pick(logits[:1], [c])  # rows a and b finished
+    alone = sampler.stream("c")
+    assert int(sampler.pick(logits[:1], [alone])[0]) == int(first[2])
+    assert int(sampler.pick(logits[:1], [alone])[0]) == int(later[0])
+
+
+def test_refilled_batches_match_fresh_ones(tiny_model):
+    """Rows joining a running batch (continuous batching) decode exactly as on their own."""
+    many = CONVERSATIONS * 3
+    keys = [f"k{i}" for i in range(len(many))]
+    params = GenParams(max_new_tokens=12, temperature=1.0, seed=11)
+
+    def stop(text: str) -> bool:  # rows end at different steps, so rows join mid-flight
+        return text.split()[-1:] in (["the"], ["a"], ["is"], ["law"])
+
+    pooled = make(tiny_model, batch_size=4).generate(many, params, keys=keys, stop=stop)
+    alone = make(tiny_model, batch_size=1).generate(many, params, keys=keys, stop=stop)
+    assert len({g.n_new_tokens for g in pooled}) > 2  # the rows really did end at different times
+    assert [g.text for g in pooled] == [g.text for g in alone]
+    assert [g.n_new_tokens for g in pooled] == [g.n_new_tokens for g in alone]
 
 
 def test_stop_ends_each_row_early(tiny_model):
@@ -121,7 +136,8 @@ def test_gumbel_processor_samples_the_tempered_distribution():
     draws = Counter()
     n = 4000
     for k in range(n):
-        draws[int(TokenSampler([f"k{k}"], params)(logits)[0])] += 1
+        sampler = TokenSampler(params)
+        draws[int(sampler.pick(logits, [sampler.stream(f"k{k}")])[0])] += 1
     expected = torch.softmax(logits[0] / 0.5, dim=-1)
     for token in range(4):
         p = float(expected[token])
@@ -134,7 +150,8 @@ def test_top_p_filters_the_tail():
     params = GenParams(max_new_tokens=1, temperature=1.0, top_p=0.9, seed=0)
     picked = set()
     for k in range(300):
-        picked.add(int(TokenSampler([f"k{k}"], params)(logits)[0]))
+        sampler = TokenSampler(params)
+        picked.add(int(sampler.pick(logits, [sampler.stream(f"k{k}")])[0]))
     assert picked == {0, 1}
 
 
@@ -155,3 +172,26 @@ def test_bad_settings_name_the_field():
 def test_keys_must_match_conversations(tiny_model):
     with pytest.raises(ValueError, match="keys"):
         make(tiny_model).generate(CONVERSATIONS, GenParams(), keys=KEYS[:2])
+
+
+def test_wide_nucleus_falls_back_to_a_full_sort_and_stays_exact():
+    logits = torch.zeros(1, 200)  # flat: the nucleus needs 180 tokens, more than the 64 candidates
+    logits[0, 7] = 3.0
+    params = GenParams(temperature=1.0, top_p=0.9, seed=0)
+    sampler = TokenSampler(params)
+    picks = Counter(int(sampler.pick(logits, [sampler.stream(f"k{k}")])[0]) for k in range(3000))
+    p7 = math.exp(3.0) / (math.exp(3.0) + 199)
+    assert abs(picks[7] / 3000 - p7 / 0.9) < 0.03  # renormalised within the nucleus
+    assert len(picks) > 100
+
+
+def test_candidate_path_matches_the_full_sort_path():
+    torch.manual_seed(0)
+    logits = torch.randn(8, 500) * 4
+    params = GenParams(temperature=0.7, top_p=0.8, seed=3)
+    narrow, wide = TokenSampler(params, candidates=500), TokenSampler(params, candidates=8)
+    keys = [f"r{i}" for i in range(8)]
+    for _ in range(5):
+        a = narrow.pick(logits, [narrow.stream(k) for k in keys])
+        b = wide.pick(logits, [wide.stream(k) for k in keys])
+        assert a.tolist() == b.tolist()

@@ -1,0 +1,29 @@
+rule write_rationales:
+    input:
+        split_items="results/data/splits/train.jsonl",
+        teacher_prompt=lambda w: TEACHER_PROMPTS[w.source],
+        fix_prompt="config/prompts/teacher_fix.txt",
+        student_prompt=config["prompts"]["binary"],
+        model=get_teacher_files,
+    output:
+        rationales="results/rationales/{source}.jsonl",
+        dropped="results/rationales/{source}.dropped.jsonl",
+        summary="results/rationales/{source}.summary.json",
+        usage="results/rationales/{source}.usage.json",
+    log:
+        "logs/rationales/{source}.log",
+    benchmark:
+        "benchmarks/rationales/{source}.tsv"
+    conda:
+        "../envs/hf.yaml"
+    # The local teacher uses every core; an API teacher mostly waits on the network.
+    threads: workflow.cores
+    resources:
+        llm_api=1 if config["teacher"]["backend"] == "openai" else 0,
+    params:
+        teacher=config["teacher"],
+        distill=config["distill"],
+        label_source=lambda w: LABEL_SOURCES[w.source],
+        cache_dir=config["cache_dir"],
+    script:
+        "../scripts/write_rationales.py"

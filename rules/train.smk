@@ -1,0 +1,25 @@
+rule train_adapter:
+    input:
+        examples=lambda w: f"results/rationales/{TRAINING_DATA[w.model]}.jsonl",
+        model=get_student_files,
+    output:
+        adapter="results/adapters/{model}/adapter_model.safetensors",
+        adapter_config="results/adapters/{model}/adapter_config.json",
+        train_config="results/adapters/{model}/train_config.json",
+        loss_csv="results/adapters/{model}/loss.csv",
+        loss_png="results/adapters/{model}/loss.png",
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "benchmarks/train/{model}.tsv"
+    conda:
+        "../envs/hf.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1 if config["student"]["device"] == "cuda" else 0,
+    params:
+        training=config["training"],
+        student=config["student"],
+        load_path=student_load_path(),
+    script:
+        "../scripts/train_adapter.py"

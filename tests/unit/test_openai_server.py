@@ -1,0 +1,118 @@
+"""The OpenAI back-end against a real ``transformers serve`` server on the tiny random model."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from harmdrift.backends import BackendError, CachedBackend, OpenAIChatBackend, ResponseCache
+from harmdrift.generation import GenParams
+
+pytestmark = pytest.mark.slow
+
+KEY_ENV = "HARMDRIFT_TEST_SERVER_KEY"
+START_DEADLINE_S = 90.0
+CONVERSATIONS = [
+    [{"role": "user", "content": "is the law the same"}],
+    [{"role": "user", "content": "groups are treated differently because fact"}],
+    [{"role": "system", "content": "answer yes no"}, {"role": "user", "content": "this question"}],
+]
+KEYS = ["s1", "s2", "s3"]
+PARAMS = GenParams(max_new_tokens=16, temperature=0.2, top_p=0.9, seed=11)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def served_requests(log: Path) -> int:
+    """Chat requests the server has answered, from uvicorn's access log."""
+    return log.read_text(errors="replace").count("POST /v1/chat/completions")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tmp_path_factory):
+    """``transformers serve <tiny_model>`` on a free local port; yields (base_url, log path)."""
+    cli = Path(sys.executable).with_name("transformers")
+    if not cli.exists():
+        pytest.skip("the transformers CLI (transformers[serving]) is not installed")
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    command = [str(cli), "serve", tiny_model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    with log.open("w") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        started = time.perf_counter()
+        while not healthy(base):
+            if proc.poll() is not None:
+                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            if time.perf_counter() - started > START_DEADLINE_S:
+                pytest.fail(
+                    f"transformers serve not healthy after {START_DEADLINE_S}s:\n{log.read_text()[-3000:]}"
+                )
+            time.sleep(0.2)
+        print(f"transformers serve healthy after {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        yield f"{base}/v1", log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture
+def api_key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "local")  # transformers serve checks no key, but one must be set
+
+
+def backend_for(url: str, model: str) -> OpenAIChatBackend:
+    return OpenAIChatBackend(
+        model=model, base_url=url, api_key_env=KEY_ENV, timeout_s=60, max_retries=1, progress=False
+    )
+
+
+def test_replies_then_a_rerun_served_entirely_from_the_cache(server, tiny_model, api_key, tmp_path):
+    url, log = server
+    first = CachedBackend(backend_for(url, tiny_model), ResponseCache(tmp_path))
+    out = first.complete(CONVERSATIONS, PARAMS, keys=KEYS)
+    assert all(c.ok and c.text.strip() for c in out), out
+    assert all(c.prompt_tokens and 1 <= c.completion_tokens <= 16 for c in out), out
+    usage = first.usage()
+    assert (usage["requests"], usage["errors"], first.misses) == (3, 0, 3)
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    answered = served_requests(log)
+    assert answered >= 3
+
+    inner = backend_for(url, tiny_model)
+    second = CachedBackend(inner, ResponseCache(tmp_path))
+    again = second.complete(CONVERSATIONS, PARAMS, keys=KEYS)
+    assert (second.hits, second.misses) == (3, 0)
+    assert [c.text for c in again] == [c.text for c in out] and all(c.cached for c in again)
+    assert inner.usage()["requests"] == 0 and served_requests(log) == answered
+
+
+def test_a_pinned_server_rejects_another_model_name(server, api_key):
+    url, _ = server
+    with pytest.raises(BackendError, match="http 400.*pinned"):
+        backend_for(url, "some-other-model").complete(CONVERSATIONS[:1], PARAMS, keys=["x"])
