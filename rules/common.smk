@@ -28,12 +28,10 @@ TRAINING_DATA = {"m_int": "distill"}
 if config["distill"]["predicted_label"]:
     TRAINING_DATA["m_int_predlabel"] = "predlabel"
 MODELS = ["m0", *TRAINING_DATA]
-# Rationale sets: which teacher prompt writes them and whether the teacher sees the label.
-TEACHER_PROMPTS = {
-    "distill": "config/prompts/teacher_gold.txt",
-    "predlabel": "config/prompts/teacher_predict.txt",
-}
+# Rationale sets: whether the teacher is told the gold label or first predicts its own
+# (then the prompt asking for that prediction is an input too).
 LABEL_SOURCES = {"distill": "gold", "predlabel": "predicted"}
+PREDICT_PROMPTS = {"distill": [], "predlabel": "config/prompts/teacher_predict.txt"}
 STUDENT = student_spec(config)
 TEACHER = teacher_spec(config)
 
@@ -41,7 +39,7 @@ TEACHER = teacher_spec(config)
 wildcard_constraints:
     model="|".join(MODELS),
     split="|".join(SPLITS),
-    source="|".join(TEACHER_PROMPTS),
+    source="|".join(LABEL_SOURCES),
     framing="binary|mc",
     embedded="|".join(EMBEDDED_MODELS),
 

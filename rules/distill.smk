@@ -1,7 +1,8 @@
 rule write_rationales:
     input:
         split_items="results/data/splits/train.jsonl",
-        teacher_prompt=lambda w: TEACHER_PROMPTS[w.source],
+        teacher_prompt="config/prompts/teacher_gold.txt",
+        predict_prompt=lambda w: PREDICT_PROMPTS[w.source],
         fix_prompt="config/prompts/teacher_fix.txt",
         student_prompt=config["prompts"]["binary"],
         model=get_teacher_files,

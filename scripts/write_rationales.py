@@ -7,6 +7,7 @@ setup_logging(snakemake.log[0])
 run_rationales(
     items_path=snakemake.input.split_items,
     teacher_template=snakemake.input.teacher_prompt,
+    predict_template=snakemake.input.get("predict_prompt") or None,
     fix_template=snakemake.input.fix_prompt,
     student_template=snakemake.input.student_prompt,
     outputs=dict(snakemake.output.items()),

@@ -491,6 +491,51 @@ class HFGenerator:
         )
         return results  # type: ignore[return-value]
 
+    def score_options(
+        self, conversations: Sequence[list[dict]], options: Sequence[str], *, batch_size: int | None = None
+    ) -> list[list[float]]:
+        """Log-likelihood of each option as the start of the reply, per conversation.
+
+        Reading the choice off the model's probabilities (rather than its free text) always
+        yields one of the allowed answers, however weak the model: the LLM judge and the
+        predicted-label teacher use it on local models.
+
+        Returns:
+            For every conversation, the summed log-probability of each option's tokens.
+        """
+        import torch
+
+        prompts = [
+            self.tokenizer(self.render(c), add_special_tokens=False)["input_ids"] for c in conversations
+        ]
+        option_ids = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        pairs = [(p, o) for p in prompts for o in option_ids]
+        scores: list[float] = []
+        size = batch_size or self.cfg.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(pairs), size):
+                chunk = pairs[start : start + size]
+                padded = self.tokenizer.pad(
+                    {"input_ids": [p + o for p, o in chunk]}, return_tensors="pt", padding=True
+                )
+                mask = padded["attention_mask"].to(self.model.device)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(
+                    input_ids=padded["input_ids"].to(self.model.device),
+                    attention_mask=mask,
+                    position_ids=positions,
+                ).logits.float()
+                logprobs = logits.log_softmax(dim=-1)
+                width = logits.shape[1]
+                for row, (_, option) in enumerate(chunk):
+                    # Left padding puts every option at the right edge; token t is predicted at t-1.
+                    first = width - len(option)
+                    targets = torch.tensor(option, device=logprobs.device)
+                    picked = logprobs[row, first - 1 : width - 1].gather(1, targets[:, None])
+                    scores.append(float(picked.sum()))
+        n = len(options)
+        return [scores[i * n : (i + 1) * n] for i in range(len(conversations))]
+
     def eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
         ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}

@@ -6,8 +6,10 @@ reply is checked (right conclusion, sentence count, no long verbatim quote of th
 question); a failing reply gets up to ``max_fix_rounds`` follow-up turns that name the
 problems, and is then dropped with its reasons recorded.
 
-With ``label_source="predicted"`` the teacher is not told the label and the label it
-concludes becomes the training target: DART's predicted-label ablation.
+With ``label_source="predicted"`` (DART's predicted-label ablation) the teacher is first
+asked for its own answer without being told the label; that predicted label then takes
+the gold label's place in the rationale prompt and becomes the training target. Items the
+teacher gives no answer for are dropped.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ class RationaleConfig:
     max_quote_chars: int = 40
     max_fix_rounds: int = 2
     label_source: str = "gold"
-    # Gold mode only: a reply with no conclusion line at all gets the gold one appended
-    # before the checks, instead of a fix round. Small local teachers often explain well
+    # A reply with no conclusion line at all gets the target label's line appended before
+    # the checks, instead of a fix round. Small local teachers often explain well
     # enough but forget the line; DART's own code asked the teacher again.
     append_missing_conclusion: bool = False
 
@@ -109,7 +111,7 @@ def check_rationale(text: str, question: str, expected: str | None, cfg: Rationa
 
 def problem_kind(problem: str) -> str:
     """A problem's category without its numbers, for summary counts."""
-    return problem.split(" (")[0]
+    return re.sub(r"\d+", "N", problem.split(" (")[0])
 
 
 def teacher_messages(item: dict, template: str, label: str | None) -> list[dict]:
@@ -154,7 +156,7 @@ def _ask(backend, attempts: list[_Attempt], params: GenParams, tag: str) -> None
 
 
 def _append_conclusion(attempt: _Attempt) -> None:
-    """Add the gold conclusion line to a reply that states no conclusion at all."""
+    """Add the (gold or predicted) conclusion line to a reply that states no conclusion at all."""
     if attempt.label is None or not attempt.reply.strip():
         return
     if parse_binary(attempt.reply).status in (STRICT, FALLBACK_FORMAT, CONFLICTING):
@@ -170,6 +172,33 @@ def _judge(attempt: _Attempt, cfg: RationaleConfig) -> list[str]:
     return problems
 
 
+_ANSWER_WORD = re.compile(r"\b(?:yes|no)\b(?=\W)", re.IGNORECASE)
+
+
+def _answer_word_written(text: str) -> bool:
+    """True once a whole YES/NO word is on the page (the prediction prompt wants one word)."""
+    return _ANSWER_WORD.search(text) is not None
+
+
+def _predict_labels(backend, items: list[dict], template: str, params: GenParams) -> list[str | None]:
+    """The teacher's own YES/NO answer per item (None when it gives none).
+
+    A local teacher is asked by log-likelihood (which of " YES" / " NO" it finds more likely
+    as its reply), so even a small model always answers; an API teacher answers in text,
+    which is parsed.
+    """
+    conversations = [teacher_messages(item, template, None) for item in items]
+    if callable(getattr(getattr(backend, "backend", backend), "choose", None)):
+        return backend.choose(conversations, ["YES", "NO"])
+    keys = [f"{item['id']}#predict#r0" for item in items]
+    replies = backend.complete(conversations, params, keys=keys, stop=_answer_word_written)
+    labels = []
+    for reply in replies:
+        parsed = parse_binary(reply.text) if not reply.error else None
+        labels.append(parsed.prediction if parsed and parsed.prediction in ("YES", "NO") else None)
+    return labels
+
+
 def write_rationales(
     items_path: str | Path,
     teacher_template: str | Path,
@@ -182,12 +211,13 @@ def write_rationales(
     backend,
     params: GenParams,
     cfg: RationaleConfig,
+    predict_template: str | Path | None = None,
 ) -> dict:
     """Ask the teacher for a rationale per training item and keep the ones that pass the checks.
 
     Args:
         items_path: the training split.
-        teacher_template: the teacher's prompt ({question}, and {label} in gold mode).
+        teacher_template: the teacher's rationale prompt ({question}, {label}).
         fix_template: the follow-up prompt of a format-fix round ({problems}, {conclusion}).
         student_template: the student's prompt; kept rows carry the training conversation
             (student prompt + rationale), so training sees exactly what evaluation asks.
@@ -197,6 +227,8 @@ def write_rationales(
         backend: a chat back-end (``harmdrift.backends``).
         params: the teacher's decoding settings.
         cfg: checks and retries.
+        predict_template: predicted-label mode only: the prompt asking the teacher for its
+            own answer ({question}).
 
     Returns:
         The summary written to ``summary_path``.
@@ -204,16 +236,21 @@ def write_rationales(
     items = read_jsonl(items_path)
     if not items:
         raise DataError(f"{items_path}: the training split has no items")
-    gold = cfg.label_source == "gold"
-    first = load_template(teacher_template, ("question", "label") if gold else ("question",))
+    first = load_template(teacher_template, ("question", "label"))
     fix = load_template(fix_template, ("problems", "conclusion"))
     student = load_template(student_template)
+    if cfg.label_source == "gold":
+        labels = [item["gold_label"] for item in items]
+    else:
+        if predict_template is None:
+            raise ValueError("label_source 'predicted' needs the teacher's prediction prompt")
+        labels = _predict_labels(backend, items, load_template(predict_template), params)
     attempts = [
-        _Attempt(
-            item, item["gold_label"] if gold else None, teacher_messages(item, first, item["gold_label"])
-        )
-        for item in items
+        _Attempt(item, label, teacher_messages(item, first, label))
+        for item, label in zip(items, labels, strict=True)
+        if label is not None
     ]
+    unlabelled = [item for item, label in zip(items, labels, strict=True) if label is None]
     open_attempts = attempts
     while open_attempts:
         _ask(backend, open_attempts, params, cfg.label_source)
@@ -224,15 +261,12 @@ def write_rationales(
             if cfg.append_missing_conclusion:
                 _append_conclusion(attempt)
             problems = _judge(attempt, cfg)
-            if not problems:
-                if attempt.label is None:
-                    attempt.label = parse_binary(attempt.reply).prediction
-                continue
-            if attempt.rounds < cfg.max_fix_rounds:
+            if problems and attempt.rounds < cfg.max_fix_rounds:
                 attempt.history = fix_messages(attempt.history, attempt.reply, problems, fix, attempt.label)
                 attempt.rounds += 1
                 retry.append(attempt)
         open_attempts = retry
+    attempts += [_Attempt(item, None, [], error="teacher gave no YES/NO answer") for item in unlabelled]
     provenance = backend.describe()
     kept, dropped = [], []
     for attempt in attempts:
@@ -309,6 +343,7 @@ def run_rationales(
     *,
     items_path: str,
     teacher_template: str,
+    predict_template: str | None = None,
     fix_template: str,
     student_template: str,
     outputs: dict[str, str],
@@ -363,6 +398,7 @@ def run_rationales(
             backend=backend,
             params=params,
             cfg=cfg,
+            predict_template=predict_template,
         )
     finally:
         # Written even when the run fails part-way: tokens already spent are still spent.

@@ -691,7 +691,7 @@ def plot_loss(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: s
     ax.plot(steps, losses, marker="o" if len(rows) < 30 else None, markersize=3)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("weighted reply-token NLL")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9, wrap=True)  # titles name model and adapter, often long
     ax.grid(alpha=0.3)
     if not rows:
         ax.text(0.5, 0.5, "no loss logged", ha="center", va="center", transform=ax.transAxes)

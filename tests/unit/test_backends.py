@@ -519,8 +519,9 @@ def test_request_fields_usage_and_cost(fake_server, api_key):
     priced.complete(
         [convo("x"), convo("y"), convo("z")], PARAMS, keys=["a", "b", "c"], response_format=schema
     )
-    body = server.bodies[0]
-    assert body["model"] == "fake-model" and body["messages"] == convo("x")
+    # Requests run concurrently, so the server may see them in any order.
+    body = next(b for b in server.bodies if b["messages"] == convo("x"))
+    assert body["model"] == "fake-model"
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"]) == (0.2, 0.9, 32, 7)
     assert body["response_format"] == schema
     usage = priced.usage()
@@ -579,3 +580,12 @@ def test_an_unreachable_server_becomes_a_recorded_error(api_key):
     )
     [reply] = backend.complete([convo("x")], PARAMS, keys=["a"])
     assert reply.error == "connection error after 2 attempts"
+
+
+def test_hf_backend_chooses_an_allowed_option(tiny_model):
+    from harmdrift.backends import BackendConfig
+    from harmdrift.backends.hf_backend import HFChatBackend
+
+    backend = HFChatBackend(BackendConfig(backend="hf", model=tiny_model, dtype="float32"), progress=False)
+    picks = backend.choose([[{"role": "user", "content": "is it the same"}]] * 2, ["yes", "no"])
+    assert len(picks) == 2 and set(picks) <= {"yes", "no"}

@@ -195,3 +195,18 @@ def test_candidate_path_matches_the_full_sort_path():
         a = narrow.pick(logits, [narrow.stream(k) for k in keys])
         b = wide.pick(logits, [wide.stream(k) for k in keys])
         assert a.tolist() == b.tolist()
+
+
+def test_score_options_matches_the_models_own_probabilities(tiny_model):
+    gen = make(tiny_model, batch_size=3)
+    options = ["yes", "no", "the law"]
+    scores = gen.score_options(CONVERSATIONS[:2], options)
+    model, tok = gen.model, gen.tokenizer
+    for conv, row in zip(CONVERSATIONS[:2], scores, strict=True):
+        prompt = tok(gen.render(conv), add_special_tokens=False)["input_ids"]
+        for option, got in zip(options, row, strict=True):
+            ids = tok(option, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logits = model(torch.tensor([prompt + ids])).logits[0].float().log_softmax(-1)
+            want = sum(float(logits[len(prompt) - 1 + i, t]) for i, t in enumerate(ids))
+            assert got == pytest.approx(want, abs=1e-3)

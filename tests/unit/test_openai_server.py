@@ -18,6 +18,7 @@ from harmdrift.generation import GenParams
 pytestmark = pytest.mark.slow
 
 KEY_ENV = "HARMDRIFT_TEST_SERVER_KEY"
+SECRET = "sk-test-never-written-anywhere"
 START_DEADLINE_S = 90.0
 CONVERSATIONS = [
     [{"role": "user", "content": "is the law the same"}],
@@ -83,7 +84,7 @@ def server(tiny_model, tmp_path_factory):
 
 @pytest.fixture
 def api_key(monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "local")  # transformers serve checks no key, but one must be set
+    monkeypatch.setenv(KEY_ENV, SECRET)  # transformers serve checks no key, but one must be set
 
 
 def backend_for(url: str, model: str) -> OpenAIChatBackend:
@@ -116,3 +117,79 @@ def test_a_pinned_server_rejects_another_model_name(server, api_key):
     url, _ = server
     with pytest.raises(BackendError, match="http 400.*pinned"):
         backend_for(url, "some-other-model").complete(CONVERSATIONS[:1], PARAMS, keys=["x"])
+
+
+def test_rationales_rule_through_the_server_then_from_the_cache(server, tiny_model, api_key, tmp_path):
+    """The write_rationales rule's body, with an openai teacher, twice: the re-run pays nothing."""
+    import json
+
+    from harmdrift.io import read_jsonl, write_jsonl
+    from harmdrift.rationales import run_rationales
+
+    url, log = server
+    root = Path(__file__).resolve().parents[2]
+    items = [
+        {
+            "id": f"D1-diff-{i}",
+            "benchmark": "D1",
+            "condition": "diff",
+            "gold_label": "YES",
+            "question": f"Question {i}? (a) law (b) fact (c) the same",
+        }
+        for i in range(3)
+    ]
+    write_jsonl(tmp_path / "train.jsonl", items)
+    teacher = {
+        "backend": "openai",
+        "model": tiny_model,
+        "base_url": url,
+        "api_key_env": KEY_ENV,
+        "concurrency": 2,
+        "max_retries": 1,
+        "timeout_s": 60,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "seed": 3,
+        "max_new_tokens": 12,
+    }
+    distill = {
+        "min_sentences": 1,
+        "max_sentences": 4,
+        "max_quote_chars": 40,
+        "max_fix_rounds": 1,
+        "append_missing_conclusion": True,
+    }
+
+    def run(tag: str) -> dict:
+        outputs = {
+            name: str(tmp_path / f"{tag}.{name}.json")
+            for name in ("rationales", "dropped", "summary", "usage")
+        }
+        run_rationales(
+            items_path=str(tmp_path / "train.jsonl"),
+            teacher_template=str(root / "config/prompts/teacher_gold.txt"),
+            fix_template=str(root / "config/prompts/teacher_fix.txt"),
+            student_template=str(root / "config/prompts/binary.txt"),
+            outputs=outputs,
+            teacher=teacher,
+            distill=distill,
+            label_source="gold",
+            cache_dir=str(tmp_path / "cache"),
+        )
+        return {name: path for name, path in outputs.items()}
+
+    first = run("first")
+    summary = json.loads(Path(first["summary"]).read_text())
+    assert summary["items"] == 3 and summary["kept"] + summary["dropped"] == 3
+    assert summary["teacher"]["backend"] == "openai"
+    for path in first.values():
+        assert SECRET not in Path(path).read_text()
+    used = json.loads(Path(first["usage"]).read_text())
+    assert used["cache_misses"] >= 3 and used["errors"] == 0
+    answered = served_requests(log)
+
+    second = run("second")
+    reused = json.loads(Path(second["usage"]).read_text())
+    assert reused["cache_misses"] == 0 and reused["cache_hits"] == used["cache_misses"]
+    assert served_requests(log) == answered  # the server saw nothing new
+    assert read_jsonl(second["rationales"]) == read_jsonl(first["rationales"])

@@ -36,8 +36,9 @@ class Reply:
 class FakeTeacher:
     """Replies by (item id, round) from a table; records every request."""
 
-    def __init__(self, table):
+    def __init__(self, table, predictions):
         self.table = table
+        self.predictions = predictions
         self.requests = []
 
     def describe(self):
@@ -47,7 +48,10 @@ class FakeTeacher:
         self.requests += list(zip(keys, conversations, strict=True))
         out = []
         for key in keys:
-            item_id, _, round_tag = key.split("#")
+            item_id, stage, round_tag = key.split("#")
+            if stage == "predict":
+                out.append(Reply(self.predictions.get(item_id, "I am not sure")))
+                continue
             value = self.table.get((item_id, int(round_tag[1:])), "")
             out.append(value if isinstance(value, Reply) else Reply(value))
         return out
@@ -72,15 +76,14 @@ def items():
     ]
 
 
-def run(tmp_path, table, cfg=CFG):
+def run(tmp_path, table, cfg=CFG, predictions=None):
     split = tmp_path / "train.jsonl"
     write_jsonl(split, items())
     prompts = ROOT / "config" / "prompts"
-    teacher = FakeTeacher(table)
-    template = "teacher_gold.txt" if cfg.label_source == "gold" else "teacher_predict.txt"
+    teacher = FakeTeacher(table, predictions or {})
     summary = write_rationales(
         split,
-        prompts / template,
+        prompts / "teacher_gold.txt",
         prompts / "teacher_fix.txt",
         prompts / "binary.txt",
         tmp_path / "kept.jsonl",
@@ -89,6 +92,7 @@ def run(tmp_path, table, cfg=CFG):
         backend=teacher,
         params=GenParams(max_new_tokens=64),
         cfg=cfg,
+        predict_template=prompts / "teacher_predict.txt",
     )
     return summary, teacher, read_jsonl(tmp_path / "kept.jsonl"), read_jsonl(tmp_path / "dropped.jsonl")
 
@@ -162,12 +166,27 @@ def test_nothing_kept_still_writes_the_drops_for_diagnosis(tmp_path, caplog):
 
 def test_predicted_label_mode_trains_on_the_teachers_own_label(tmp_path):
     cfg = RationaleConfig(label_source="predicted")
-    table = {("D1-diff-1", 0): GOOD_NO, ("D1-equal-1", 0): GOOD_NO}
-    summary, teacher, kept, _ = run(tmp_path, table, cfg)
-    assert "The correct answer" not in teacher.requests[0][1][0]["content"]
+    table = {
+        ("D1-diff-1", 0): GOOD_NO,  # rationale round, for the label the teacher predicted
+        ("D1-equal-1", 0): GOOD_NO,
+    }
+    predictions = {"D1-diff-1": "NO", "D1-equal-1": "NO."}
+    summary, teacher, kept, _ = run(tmp_path, table, cfg, predictions)
+    predict_prompt = teacher.requests[0][1][0]["content"]
+    assert "The correct answer is" not in predict_prompt and "one word" in predict_prompt
+    rationale_prompt = teacher.requests[2][1][0]["content"]
+    assert "The correct answer is NO" in rationale_prompt
     assert [r["label"] for r in kept] == ["NO", "NO"]
     assert [r["label_matches_gold"] for r in kept] == [False, True]
     assert summary["label_matches_gold"] == 1
+
+
+def test_no_prediction_means_dropped(tmp_path):
+    cfg = RationaleConfig(label_source="predicted")
+    summary, _, kept, dropped = run(tmp_path, {("D1-equal-1", 0): GOOD_NO}, cfg, {"D1-equal-1": "NO"})
+    assert [r["id"] for r in dropped] == ["D1-diff-1"]
+    assert dropped[0]["reason"] == "teacher gave no YES/NO answer"
+    assert len(kept) == 1
 
 
 def test_canonical_rationale_keeps_one_conclusion():
@@ -198,3 +217,42 @@ def test_a_wrong_conclusion_is_never_overwritten(tmp_path):
     cfg = RationaleConfig(append_missing_conclusion=True, max_fix_rounds=0)
     summary, _, kept, dropped = run(tmp_path, {("D1-diff-1", 0): GOOD_NO, ("D1-equal-1", 0): GOOD_NO}, cfg)
     assert dropped[0]["reason"].startswith("wrong conclusion")
+
+
+def test_problem_kinds_group_without_numbers():
+    from harmdrift.rationales import problem_kind
+
+    assert (
+        problem_kind("copies 103 characters of the question (limit 39)")
+        == "copies N characters of the question"
+    )
+    assert problem_kind("too few sentences (1 < 2)") == "too few sentences"
+
+
+def test_a_local_teacher_predicts_by_likelihood(tmp_path):
+    class ScoringTeacher(FakeTeacher):
+        def choose(self, conversations, options):
+            self.chose = [c[0]["content"] for c in conversations]
+            return ["YES", "NO"]
+
+    cfg = RationaleConfig(label_source="predicted")
+    split = tmp_path / "train.jsonl"
+    write_jsonl(split, items())
+    prompts = ROOT / "config" / "prompts"
+    teacher = ScoringTeacher({("D1-diff-1", 0): GOOD_YES, ("D1-equal-1", 0): GOOD_NO}, {})
+    write_rationales(
+        split,
+        prompts / "teacher_gold.txt",
+        prompts / "teacher_fix.txt",
+        prompts / "binary.txt",
+        tmp_path / "k.jsonl",
+        tmp_path / "d.jsonl",
+        tmp_path / "s.json",
+        backend=teacher,
+        params=GenParams(),
+        cfg=cfg,
+        predict_template=prompts / "teacher_predict.txt",
+    )
+    assert all("one word" in text for text in teacher.chose)
+    assert [r["label"] for r in read_jsonl(tmp_path / "k.jsonl")] == ["YES", "NO"]
+    assert not any(key.split("#")[1] == "predict" for key, _ in teacher.requests)  # no free-text asks

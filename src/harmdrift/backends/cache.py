@@ -210,6 +210,11 @@ class CachedBackend:
         self.misses = 0
         self._describe = backend.describe()
 
+    def choose(self, conversations, options):
+        """Pass option scoring through to a local back-end that has it (it is cheap and exact,
+        so it is not cached); AttributeError for back-ends that cannot score."""
+        return self.backend.choose(conversations, options)
+
     def describe(self) -> dict:
         """The inner back-end's description: caching never changes a reply."""
         return self._describe

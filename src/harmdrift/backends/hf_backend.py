@@ -125,6 +125,13 @@ class HFChatBackend:
             completions.append(completion)
         return completions
 
+    def choose(self, conversations: Sequence[list[dict]], options: Sequence[str]) -> list[str]:
+        """The most likely of ``options`` as each reply's opening, by log-likelihood (never free text)."""
+        if not conversations:
+            return []
+        scores = self._load().score_options(conversations, options)
+        return [options[max(range(len(options)), key=row.__getitem__)] for row in scores]
+
 
 def make_hf_backend(cfg: BackendConfig) -> HFChatBackend:
     """Factory for the ``hf`` entry of the back-end registry (torch is imported on first use)."""
