@@ -389,14 +389,9 @@ class HFGenerator:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         load_kwargs: dict = {"revision": cfg.revision, "dtype": self.dtype}
         if cfg.quantization == "4bit":
-            from transformers import BitsAndBytesConfig
+            from harmdrift.models import nf4_quantization
 
-            load_kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type="nf4",
-                bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=self.dtype,
-            )
+            load_kwargs["quantization_config"] = nf4_quantization(self.dtype)
             load_kwargs["device_map"] = {"": 0}
         model = AutoModelForCausalLM.from_pretrained(cfg.model, **load_kwargs)
         if cfg.adapter:

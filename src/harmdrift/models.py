@@ -173,6 +173,18 @@ def model_provenance(spec: ModelSpec, load_path: str, revision: str | None = Non
     return {"kind": "local", "model": str(folder), "weights_sha256": digest.hexdigest()}
 
 
+def nf4_quantization(compute_dtype):
+    """QLoRA's 4-bit loading: NF4 weights with double quantisation (bitsandbytes, GPU only)."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
 def resolve_load_path(spec: ModelSpec, models_root: str = "results/models") -> str:
     """What to hand to ``from_pretrained`` for a parsed spec."""
     if spec.kind == "embedded":

@@ -491,14 +491,10 @@ def load_base_model(base_model: str, cfg: TrainConfig, dtype, device: str, revis
     kwargs: dict[str, Any] = {"revision": revision, "dtype": dtype}
     if cfg.quantization == "4bit":
         import torch
-        from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
+        from harmdrift.models import nf4_quantization
+
+        kwargs["quantization_config"] = nf4_quantization(torch.bfloat16)
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(base_model, **kwargs)
     model.config.use_cache = False  # a KV cache is useless in training and costs memory

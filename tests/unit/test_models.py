@@ -51,3 +51,13 @@ def test_garbage_is_rejected():
 
 def test_hub_provenance_names_revision():
     assert model_provenance(ModelSpec("hub", "org/m"), "org/m", "abc123")["revision"] == "abc123"
+
+
+def test_nf4_quantization_is_qlora_style():
+    import torch
+
+    from harmdrift.models import nf4_quantization
+
+    cfg = nf4_quantization(torch.bfloat16)
+    assert cfg.load_in_4bit and cfg.bnb_4bit_quant_type == "nf4" and cfg.bnb_4bit_use_double_quant
+    assert cfg.bnb_4bit_compute_dtype == torch.bfloat16
