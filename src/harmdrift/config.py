@@ -79,9 +79,10 @@ def check_config(config: dict) -> None:
         raise ConfigError(str(err)) from None
     if teacher["backend"] == "openai" and not teacher.get("base_url"):
         raise ConfigError("config key teacher.base_url is required when teacher.backend is openai")
-    distill = config["distill"]
-    if distill["min_sentences"] > distill["max_sentences"]:
-        raise ConfigError("config keys distill.min_sentences > distill.max_sentences")
+    try:
+        rationale_config(config["distill"], "gold")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if config["student"]["quantization"] == "4bit" and config["student"]["device"] == "cpu":
         raise ConfigError("config key student.quantization: 4bit needs a GPU, but student.device is cpu")
     if spec.kind == "embedded" and config["student"]["quantization"] == "4bit":
@@ -117,6 +118,20 @@ def hf_model_config(
         device=model_section.get("device", "auto"),
         batch_size=generation["batch_size"],
         sort_by_length=generation["sort_by_length"],
+    )
+
+
+def rationale_config(distill: dict, label_source: str):
+    """The rationale checks of the ``distill`` section, for one label source."""
+    from harmdrift.rationales import RationaleConfig
+
+    return RationaleConfig(
+        min_sentences=distill["min_sentences"],
+        max_sentences=distill["max_sentences"],
+        max_quote_chars=distill["max_quote_chars"],
+        max_fix_rounds=distill["max_fix_rounds"],
+        label_source=label_source,
+        append_missing_conclusion=distill["append_missing_conclusion"],
     )
 
 

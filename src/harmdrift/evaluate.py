@@ -36,7 +36,9 @@ def load_answers(path: str | Path) -> pd.DataFrame:
 
 def _label_reconstructed(table: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
     """Flag rows built (wholly or partly) from reconstructed items."""
-    rebuilt = set(answers.loc[answers.get("reconstructed", False).fillna(False).astype(bool), "benchmark"])
+    if "reconstructed" not in answers:
+        return table.assign(includes_reconstructed=False)
+    rebuilt = set(answers.loc[answers["reconstructed"].fillna(False).astype(bool), "benchmark"])
     flags = [b in rebuilt or (b == "ALL" and bool(rebuilt)) for b in table["benchmark"]]
     return table.assign(includes_reconstructed=flags)
 

@@ -79,6 +79,7 @@ class Generation:
     text: str
     n_new_tokens: int
     finish_reason: str  # "stop": answer written; "eos": model ended; "length": hit max_new_tokens
+    n_prompt_tokens: int | None = None
 
 
 def item_seed(seed: int, key: str) -> int:
@@ -116,14 +117,20 @@ def cpu_bf16_speedup(size: int = 768, repeats: int = 5) -> float:
     return best(a32, b32) / max(best(a16, b16), 1e-9)
 
 
-def pick_dtype(dtype: str, device: str):
-    """Resolve ``dtype: auto``: bf16 on GPUs that have it, and on CPUs where it measures faster."""
+def pick_dtype(dtype: str, device: str, *, allow_fp16: bool = True):
+    """Resolve ``dtype: auto``: bf16 on GPUs that have it, and on CPUs where it measures faster.
+
+    A GPU without bf16 falls back to fp16, or to fp32 when ``allow_fp16`` is off (training:
+    fp16 needs loss scaling and still overflows on some models).
+    """
     import torch
 
     if dtype != "auto":
         return getattr(torch, dtype)
     if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16 if allow_fp16 else torch.float32
     ratio = cpu_bf16_speedup()
     chosen = torch.bfloat16 if ratio > 1.2 else torch.float32
     logger.info("dtype auto: bf16 matmul runs %.2fx fp32 speed on this CPU -> %s", ratio, chosen)
@@ -350,6 +357,7 @@ def _left_pad(tensor, width: int, dim: int = 1):
 
 def _merge_caches(old, new, config):
     """Stack two KV caches along the batch, left-padding the shorter one in time."""
+    import torch
     from transformers import DynamicCache
 
     layers = []
@@ -357,14 +365,8 @@ def _merge_caches(old, new, config):
         width = max(k_old.shape[2], k_new.shape[2])
         keys = [_left_pad(k_old, width, dim=2), _left_pad(k_new, width, dim=2)]
         values = [_left_pad(v_old, width, dim=2), _left_pad(v_new, width, dim=2)]
-        layers.append((_cat(keys), _cat(values)))
+        layers.append((torch.cat(keys, dim=0), torch.cat(values, dim=0)))
     return DynamicCache(ddp_cache_data=layers, config=config)
-
-
-def _cat(tensors):
-    import torch
-
-    return torch.cat(tensors, dim=0)
 
 
 class HFGenerator:
@@ -504,6 +506,9 @@ class HFGenerator:
             self.tokenizer(self.render(c), add_special_tokens=False)["input_ids"] for c in conversations
         ]
         option_ids = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        # Left padding puts every option at the right edge, so only the last (longest option
+        # + 1) positions' logits are needed; the prompt's full-vocabulary logits never are.
+        keep = max(len(o) for o in option_ids) + 1
         pairs = [(p, o) for p in prompts for o in option_ids]
         scores: list[float] = []
         size = batch_size or self.cfg.batch_size
@@ -519,11 +524,12 @@ class HFGenerator:
                     input_ids=padded["input_ids"].to(self.model.device),
                     attention_mask=mask,
                     position_ids=positions,
+                    logits_to_keep=keep,
                 ).logits.float()
                 logprobs = logits.log_softmax(dim=-1)
                 width = logits.shape[1]
                 for row, (_, option) in enumerate(chunk):
-                    # Left padding puts every option at the right edge; token t is predicted at t-1.
+                    # Token t of the option is predicted at position t - 1.
                     first = width - len(option)
                     targets = torch.tensor(option, device=logprobs.device)
                     picked = logprobs[row, first - 1 : width - 1].gather(1, targets[:, None])
@@ -574,6 +580,7 @@ class HFGenerator:
             text=self.tokenizer.decode(row.written, skip_special_tokens=True).strip(),
             n_new_tokens=len(row.written) + (row.reason == "eos"),
             finish_reason=row.reason or "length",
+            n_prompt_tokens=len(row.prompt),
         )
 
 

@@ -188,7 +188,7 @@ def _predict_labels(backend, items: list[dict], template: str, params: GenParams
     which is parsed.
     """
     conversations = [teacher_messages(item, template, None) for item in items]
-    if callable(getattr(getattr(backend, "backend", backend), "choose", None)):
+    if hasattr(backend, "choose"):
         return backend.choose(conversations, ["YES", "NO"])
     keys = [f"{item['id']}#predict#r0" for item in items]
     replies = backend.complete(conversations, params, keys=keys, stop=_answer_word_written)
@@ -364,20 +364,13 @@ def run_rationales(
         threads: CPU threads for a local teacher.
     """
     from harmdrift.backends import get_backend, write_usage
-    from harmdrift.config import backend_config
+    from harmdrift.config import backend_config, rationale_config
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    cfg = RationaleConfig(
-        min_sentences=distill["min_sentences"],
-        max_sentences=distill["max_sentences"],
-        max_quote_chars=distill["max_quote_chars"],
-        max_fix_rounds=distill["max_fix_rounds"],
-        label_source=label_source,
-        append_missing_conclusion=distill["append_missing_conclusion"],
-    )
+    cfg = rationale_config(distill, label_source)
     params = GenParams(
         max_new_tokens=teacher["max_new_tokens"],
         temperature=teacher["temperature"],

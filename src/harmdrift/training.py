@@ -462,18 +462,9 @@ def resolve_train_dtype(dtype: str, device: str):
 
     fp16 is never picked: training in it needs loss scaling and still overflows on some models.
     """
-    import torch
+    from harmdrift.generation import pick_dtype
 
-    from harmdrift.generation import cpu_bf16_speedup
-
-    if dtype != "auto":
-        return getattr(torch, dtype)
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    ratio = cpu_bf16_speedup()
-    chosen = torch.bfloat16 if ratio > 1.2 else torch.float32
-    logger.info("dtype auto: bf16 matmul runs %.2fx fp32 speed on this CPU -> %s", ratio, chosen)
-    return chosen
+    return pick_dtype(dtype, device, allow_fp16=False)
 
 
 def _check_quantization(cfg: TrainConfig, device: str) -> None:

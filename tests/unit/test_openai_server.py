@@ -176,7 +176,7 @@ def test_rationales_rule_through_the_server_then_from_the_cache(server, tiny_mod
             label_source="gold",
             cache_dir=str(tmp_path / "cache"),
         )
-        return {name: path for name, path in outputs.items()}
+        return outputs
 
     first = run("first")
     summary = json.loads(Path(first["summary"]).read_text())

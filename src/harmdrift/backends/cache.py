@@ -209,11 +209,11 @@ class CachedBackend:
         self.hits = 0
         self.misses = 0
         self._describe = backend.describe()
-
-    def choose(self, conversations, options):
-        """Pass option scoring through to a local back-end that has it (it is cheap and exact,
-        so it is not cached); AttributeError for back-ends that cannot score."""
-        return self.backend.choose(conversations, options)
+        if hasattr(backend, "choose"):
+            # Option scoring (local models only) passes straight through: it is cheap and exact,
+            # so it is not cached. Exposed only when the inner back-end has it, so callers can
+            # test the wrapper for the capability the same way as a bare back-end.
+            self.choose = backend.choose
 
     def describe(self) -> dict:
         """The inner back-end's description: caching never changes a reply."""

@@ -83,12 +83,6 @@ class HFChatBackend:
             self._generator = HFGenerator(model_cfg, progress=self.progress)
         return self._generator
 
-    def _count_prompt_tokens(self, generator, conversation: list[dict]) -> int | None:
-        tokenizer = getattr(generator, "tokenizer", None)
-        if tokenizer is None:
-            return None
-        return len(tokenizer(generator.render(conversation), add_special_tokens=False)["input_ids"])
-
     def complete(
         self,
         conversations: Sequence[list[dict]],
@@ -114,10 +108,10 @@ class HFChatBackend:
             conversations, params, keys=keys, stop=stop, desc=f"hf {self.cfg.model}"
         )
         completions = []
-        for conversation, gen in zip(conversations, generations, strict=True):
+        for gen in generations:
             completion = Completion(
                 text=gen.text,
-                prompt_tokens=self._count_prompt_tokens(generator, conversation),
+                prompt_tokens=gen.n_prompt_tokens,
                 completion_tokens=gen.n_new_tokens,
                 finish_reason=gen.finish_reason,
             )
