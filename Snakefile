@@ -7,6 +7,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
@@ -14,6 +17,10 @@ include: "rules/distill.smk"
 include: "rules/train.smk"
 include: "rules/generate.smk"
 include: "rules/evaluate.smk"
+include: "rules/audit.smk"
+include: "rules/repair.smk"
+include: "rules/open_domain.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -14,7 +14,7 @@ os.environ.update(
 )
 
 from harmdrift.config import validate_config, student_spec, teacher_spec
-from harmdrift.models import EMBEDDED_MODELS, resolve_load_path
+from harmdrift.models import EMBEDDED_MODELS, parse_model_spec, resolve_load_path
 
 # Fails here, before any job starts, with every bad key named.
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
@@ -22,12 +22,25 @@ validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 SPLITS = ["train", "val", "test"]
 FRAMINGS = config["evaluation"]["framings"]
 EVAL_SPLIT = config["evaluation"]["split"]
-# Each fine-tuned model and the rationale set it is trained on (Stage I); M0 is the
-# base model alone. Later stages add m_dart and the ablations here.
-TRAINING_DATA = {"m_int": "distill"}
+AUDIT_SPLIT = config["audit"]["split"]
+# DART's code audited and repaired on the test split itself; auditing a held-out split
+# keeps every repair example out of the test numbers.
+PROTOCOL = "transductive" if AUDIT_SPLIT == EVAL_SPLIT else "held-out"
+# Each fine-tuned model and the training file it learns from; M0 is the base model alone.
+TRAINING_DATA = {"m_int": "results/rationales/distill.jsonl"}
 if config["distill"]["predicted_label"]:
-    TRAINING_DATA["m_int_predlabel"] = "predlabel"
+    TRAINING_DATA["m_int_predlabel"] = "results/rationales/predlabel.jsonl"
+if config["joint"]["enabled"]:
+    TRAINING_DATA["m_joint"] = "results/joint/train.jsonl"
+# Stage III: each repair round continues from the previous model's adapter and is
+# trained on the drift its audit found (m_dart, then m_dart_r2, ... when rounds > 1).
+REPAIR_PARENT = {}
+for _round in range(1, config["repair"]["rounds"] + 1):
+    _name = "m_dart" if _round == 1 else f"m_dart_r{_round}"
+    REPAIR_PARENT[_name] = "m_int" if _round == 1 else list(REPAIR_PARENT)[-1]
+    TRAINING_DATA[_name] = f"results/repair/{_name}/train.jsonl"
 MODELS = ["m0", *TRAINING_DATA]
+AUDITED = MODELS[1:]
 # Rationale sets: whether the teacher is told the gold label or first predicts its own
 # (then the prompt asking for that prediction is an input too).
 LABEL_SOURCES = {"distill": "gold", "predlabel": "predicted"}
@@ -38,9 +51,9 @@ TEACHER = teacher_spec(config)
 
 wildcard_constraints:
     model="|".join(MODELS),
-    split="|".join(SPLITS),
+    split="|".join([*SPLITS, "open_domain"]),
     source="|".join(LABEL_SOURCES),
-    framing="binary|mc",
+    framing="binary|mc|open",
     embedded="|".join(EMBEDDED_MODELS),
 
 
@@ -79,6 +92,39 @@ def get_adapter_files(wildcards):
     return [f"{adapter}/adapter_model.safetensors"] if adapter else []
 
 
+def get_init_adapter(model):
+    """The adapter a model's training continues from (repair rounds), else None."""
+    parent = REPAIR_PARENT.get(model)
+    return get_adapter(parent) if parent else None
+
+
+def get_init_adapter_files(wildcards):
+    init = get_init_adapter(wildcards.model)
+    return [f"{init}/adapter_model.safetensors"] if init else []
+
+
+def get_judge_files(wildcards):
+    """The conversion output when the judge is an embedded model."""
+    judge = config["audit"]["judge"]
+    if judge["backend"] != "hf":
+        return []
+    spec = parse_model_spec(judge["model"], key="audit.judge.model")
+    return [resolve_load_path(spec)] if spec.kind == "embedded" else []
+
+
+def scorer_params():
+    """The audit keys a toxicity-scoring job reads; judge settings stay out, so editing
+    them does not re-score anything."""
+    return {k: config["audit"][k] for k in ("scorer", "max_chars")}
+
+
+def open_judge_params():
+    """The judge settings open-domain sorting uses (not the audit-only combine rule,
+    scope or check-set floor)."""
+    audit_only = {"combine", "scope", "check_floor"}
+    return {k: v for k, v in config["audit"]["judge"].items() if k not in audit_only}
+
+
 def generation_params(wildcards):
     """Only this framing's token budget, so editing the other framing's budget re-runs nothing here."""
     gen = dict(config["generation"])
@@ -103,7 +149,37 @@ def metrics_outputs(model):
     return outputs
 
 
+# Figures of the whole run (results/figures/<name>.png and .pdf).
+FIGURES = [
+    "accuracy_by_model",
+    "benchmark_heatmap",
+    "drift_by_severity",
+    "score_deltas",
+    "open_domain_categories",
+    "loss_curves",
+    "yes_rate_vs_gold",
+]
+
+
+def open_domain_rates():
+    """Open-domain answers are sorted by the judge, so a classifier-only audit has none."""
+    if config["audit"]["judge"]["backend"] == "none":
+        return []
+    return [f"results/open_domain/{m}.rates.csv" for m in MODELS]
+
+
 def get_final_outputs():
-    return ["results/data/split_summary.csv"] + [
-        out for m in MODELS for out in metrics_outputs(m)
+    return [
+        "results/data/split_summary.csv",
+        *[out for m in MODELS for out in metrics_outputs(m)],
+        *[f"results/audit/{m}/audit.csv" for m in AUDITED],
+        *open_domain_rates(),
+        "results/tables/main_results.csv",
+        "results/tables/main_results.md",
+        "results/tables/paper_comparison.md",
+        *[
+            f"results/figures/{name}.{ext}"
+            for name in FIGURES
+            for ext in ("png", "pdf")
+        ],
     ]

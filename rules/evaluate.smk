@@ -3,7 +3,12 @@ rule score_binary:
         answers=f"results/generate/{{model}}/{EVAL_SPLIT}.binary.jsonl",
         reference=f"results/generate/m0/{EVAL_SPLIT}.binary.jsonl",
     output:
-        csv="results/tables/metrics_{model}.csv",
+        csv=report(
+            "results/tables/metrics_{model}.csv",
+            caption="../report/metrics.rst",
+            category="Accuracy",
+            subcategory="binary (DART)",
+        ),
         md="results/tables/metrics_{model}.md",
     log:
         "logs/evaluate/score_binary_{model}.log",
@@ -19,7 +24,12 @@ rule score_mc:
     input:
         answers=f"results/generate/{{model}}/{EVAL_SPLIT}.mc.jsonl",
     output:
-        csv="results/tables/metrics_{model}_mc.csv",
+        csv=report(
+            "results/tables/metrics_{model}_mc.csv",
+            caption="../report/metrics_mc.rst",
+            category="Accuracy",
+            subcategory="3-way (original benchmark)",
+        ),
         md="results/tables/metrics_{model}_mc.md",
     log:
         "logs/evaluate/score_mc_{model}.log",

@@ -1,7 +1,8 @@
 rule train_adapter:
     input:
-        examples=lambda w: f"results/rationales/{TRAINING_DATA[w.model]}.jsonl",
+        examples=lambda w: TRAINING_DATA[w.model],
         model=get_student_files,
+        init_adapter=get_init_adapter_files,
     output:
         adapter="results/adapters/{model}/adapter_model.safetensors",
         adapter_config="results/adapters/{model}/adapter_config.json",
@@ -21,5 +22,6 @@ rule train_adapter:
         training=config["training"],
         student=config["student"],
         load_path=student_load_path(),
+        init_adapter=lambda w: get_init_adapter(w.model),
     script:
         "../scripts/train_adapter.py"

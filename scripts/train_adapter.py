@@ -12,5 +12,6 @@ run_training(
     training=snakemake.params.training,
     student=snakemake.params.student,
     load_path=snakemake.params.load_path,
+    init_adapter=snakemake.params.init_adapter,
     threads=snakemake.threads,
 )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harmdrift.generation import GenParams, HFGenerator
 from harmdrift.io import DataError, iter_jsonl, read_jsonl, write_jsonl
-from harmdrift.parsing import conclusion_written, mc_answer_written, parse_binary, parse_mc
+from harmdrift.parsing import ParseResult, conclusion_written, mc_answer_written, parse_binary, parse_mc
 from harmdrift.prompts import FRAMINGS, build_messages, load_template
 
 logger = logging.getLogger(__name__)
@@ -51,14 +51,19 @@ class AnswerConfig:
 
 
 def stop_check(framing: str):
-    """The cheap test that ends a reply once its answer is on the page."""
-    return conclusion_written if framing == "binary" else mc_answer_written
+    """The cheap test that ends a reply once its answer is on the page (none for free text)."""
+    return {"binary": conclusion_written, "mc": mc_answer_written}.get(framing)
 
 
 def parse_reply(framing: str, text: str, item: dict):
-    """Parse a reply in the item's framing (3-way parsing may match option text)."""
+    """Parse a reply in the item's framing (3-way parsing may match option text).
+
+    Open-domain answers are free text: the judge reads them later, nothing is parsed here.
+    """
     if framing == "binary":
         return parse_binary(text)
+    if framing == "open":
+        return ParseResult(None, "free_text")
     return parse_mc(text, item.get("options"))
 
 

@@ -506,6 +506,8 @@ class HFGenerator:
             self.tokenizer(self.render(c), add_special_tokens=False)["input_ids"] for c in conversations
         ]
         option_ids = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        if all(len(o) == 1 for o in option_ids):
+            return self._score_first_tokens(prompts, [o[0] for o in option_ids], batch_size)
         # Left padding puts every option at the right edge, so only the last (longest option
         # + 1) positions' logits are needed; the prompt's full-vocabulary logits never are.
         keep = max(len(o) for o in option_ids) + 1
@@ -536,6 +538,30 @@ class HFGenerator:
                     scores.append(float(picked.sum()))
         n = len(options)
         return [scores[i * n : (i + 1) * n] for i in range(len(conversations))]
+
+    def _score_first_tokens(
+        self, prompts: list[list[int]], option_ids: list[int], batch_size: int | None
+    ) -> list[list[float]]:
+        """Single-token options: one forward pass per prompt reads all options at once."""
+        import torch
+
+        scores: list[list[float]] = []
+        size = batch_size or self.cfg.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(prompts), size):
+                padded = self.tokenizer.pad(
+                    {"input_ids": prompts[start : start + size]}, return_tensors="pt", padding=True
+                )
+                mask = padded["attention_mask"].to(self.model.device)
+                logits = self.model(
+                    input_ids=padded["input_ids"].to(self.model.device),
+                    attention_mask=mask,
+                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                    logits_to_keep=1,
+                ).logits.float()
+                logprobs = logits[:, -1].log_softmax(dim=-1)[:, option_ids]
+                scores += logprobs.tolist()
+        return scores
 
     def eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id

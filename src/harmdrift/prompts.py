@@ -6,7 +6,7 @@ import re
 import string
 from pathlib import Path
 
-FRAMINGS = ("binary", "mc")
+FRAMINGS = ("binary", "mc", "open")  # open: free-text open-domain answers
 
 
 def load_template(path: str | Path, slots: tuple[str, ...] = ("question",)) -> str:

@@ -908,6 +908,35 @@ def train_adapter(
     return summary
 
 
+def carry_over_adapter(init_adapter: str | os.PathLike, out_dir: str | os.PathLike, examples_path) -> dict:
+    """A repair round with nothing to repair keeps its parent's adapter unchanged.
+
+    Iterative repair stops this way once an audit finds no drift: the round's outputs exist
+    (so the DAG and the tables stay uniform), and ``train_config.json`` says why no step ran.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copy2(Path(init_adapter) / name, out_dir / name)
+    reason = f"{examples_path} is empty (no drift left to repair): the adapter of {init_adapter} is kept"
+    meta = {"skipped": reason, "init_adapter": str(init_adapter), "examples_path": str(examples_path),
+            "steps": 0, "versions": _versions()}  # fmt: skip
+    write_json(out_dir / "train_config.json", meta)
+    (out_dir / "loss.csv").write_text("step,epoch,loss,learning_rate\n", encoding="utf-8")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.text(0.5, 0.5, "no training: no drift left to repair", ha="center", va="center")
+    ax.set_axis_off()
+    fig.savefig(out_dir / "loss.png", dpi=120)
+    plt.close(fig)
+    logger.warning(reason)
+    return {"steps": 0, "skipped": reason}
+
+
 def run_training(
     *,
     examples_path: str | os.PathLike,
@@ -932,6 +961,8 @@ def run_training(
 
     if threads:
         torch.set_num_threads(threads)
+    if init_adapter and not any(True for _ in iter_jsonl(examples_path)):
+        return carry_over_adapter(init_adapter, out_dir, examples_path)
     fields = {k: v for k, v in training.items() if k != "target_modules"}
     target = training.get("target_modules", "all-linear")
     cfg = TrainConfig(

@@ -12,7 +12,17 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-COPY = ["Snakefile", "rules", "scripts", "src", "config", "envs", "resources"]
+COPY = ["Snakefile", "rules", "scripts", "src", "config", "envs", "resources", "report"]
+AUDITED = ["m_int", "m_int_predlabel", "m_joint", "m_dart"]
+FIGURES = [
+    "accuracy_by_model",
+    "benchmark_heatmap",
+    "drift_by_severity",
+    "score_deltas",
+    "open_domain_categories",
+    "loss_curves",
+    "yes_rate_vs_gold",
+]
 SMOKE = ["--configfile", "config/smoke.yaml"]
 
 pytestmark = pytest.mark.slow
@@ -117,3 +127,69 @@ def test_missing_model_folder_fails_with_its_name(finished_run):
     run = snakemake(finished_run, *SMOKE, "--configfile", "bad_model.yaml", "-n")
     assert run.returncode != 0
     assert "./models/not-here" in run.stdout + run.stderr
+
+
+def test_stage_two_audit_outputs(finished_run):
+    results = finished_run / "results"
+    check = json.loads((results / "audit/judge_check.json").read_text())
+    assert check["n"] == 10 and 0 <= check["accuracy"] <= 1
+    for model in AUDITED:
+        table = pd.read_csv(results / f"audit/{model}/audit.csv")
+        assert len(table) == 6 * 2  # 3 benchmarks x 2 conditions x 2 val items
+        for column in ["score_base", "score_tuned", "delta", "screened", "drift_ab", "drift_ba", "drift"]:
+            assert column in table.columns
+        assert (table["delta"] - (table["score_tuned"] - table["score_base"])).abs().max() < 1e-9
+        assert not (table["drift"] & ~table["screened"]).any()  # the judge only sees screened pairs
+        summary = json.loads((results / f"audit/{model}/summary.json").read_text())
+        assert summary["n_pairs"] == 12 and summary["n_drift"] == int(table["drift"].sum())
+        assert sum(summary["by_severity"].values()) == summary["n_drift"]
+        assert summary["protocol"] == "held-out" and summary["split"] == "val"
+        for name in ["score_deltas.png", "score_deltas.pdf", "drift_counts.png", "drift_counts.pdf"]:
+            assert (results / f"audit/{model}/{name}").stat().st_size > 0
+    pairs = [json.loads(x) for x in (results / "audit/m_int/pairs.jsonl").read_text().splitlines()]
+    assert all(p["base"]["analysis"] == p["base"]["analysis"][:512] for p in pairs)
+    assert {p["decoding"]["seed"] for p in pairs} == {1234}
+
+
+def test_stage_three_and_the_results(finished_run):
+    results = finished_run / "results"
+    repair = json.loads((results / "repair/m_dart/train.summary.json").read_text())
+    assert repair["replay_rows"] >= 0
+    dart = json.loads((results / "adapters/m_dart/train_config.json").read_text())
+    assert dart["init_adapter"] == "results/adapters/m_int"
+    main = pd.read_csv(results / "tables/main_results.csv")
+    assert list(main["model"]) == ["m0", "m_int", "m_dart", "m_int_predlabel", "m_joint"]
+    assert main.set_index("model").loc["m_int", "drift_reduction"] == 0
+    assert main["overall_acc"].between(0, 1).all() and main["od_appropriate"].between(0, 1).all()
+    comparison = (results / "tables/paper_comparison.md").read_text()
+    assert "68.8" in comparison and "held-out" in comparison
+    for model in ["m0", *AUDITED]:
+        rates = pd.read_csv(results / f"open_domain/{model}.rates.csv")
+        assert set(rates["subset"]) == {"all", "differentiate", "equal"}
+    for name in FIGURES:
+        for ext in ["png", "pdf"]:
+            assert (results / f"figures/{name}.{ext}").stat().st_size > 0, name
+
+
+def jobs_planned(run: subprocess.CompletedProcess) -> set[str]:
+    """Rule names in a dry run's job table."""
+    text = run.stdout + run.stderr
+    table = text[text.index("Job stats:") :].splitlines()[3:]
+    return {line.split()[0] for line in table if len(line.split()) == 2 and line.split()[1].isdigit()}
+
+
+def test_a_judge_setting_re_runs_only_the_audit_and_what_depends_on_it(finished_run):
+    change = finished_run / "judge.yaml"
+    change.write_text("audit:\n  judge:\n    combine: either\n")
+    dry = snakemake(finished_run, *SMOKE, "--configfile", "judge.yaml", "-n")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    planned = jobs_planned(dry)
+    assert {"judge_pairs", "audit_table", "write_repair_rationales", "train_adapter", "main_results"} <= planned
+    assert not planned & {"write_splits", "write_rationales", "pair_answers", "joint_weights", "score_mc"}
+
+
+def test_the_html_report_is_self_contained(finished_run):
+    run = snakemake(finished_run, *SMOKE, "--report", "report.html")
+    assert run.returncode == 0, run.stderr[-3000:]
+    html = (finished_run / "report.html").read_text(errors="replace")
+    assert len(html) > 100_000 and "main_results" in html

@@ -47,9 +47,33 @@ def test_default_profile_is_valid_and_builds_every_dataclass():
     assert student_spec(config).kind == "embedded"
 
 
+def later_stage_dataclasses(config: dict):
+    """The Stage II-III dataclasses every profile must build (schema and code kept in step)."""
+    from harmdrift.backends import BackendConfig
+    from harmdrift.config import backend_config
+    from harmdrift.judge import judge_config
+    from harmdrift.repair import RepairConfig
+    from harmdrift.toxicity import ScorerConfig
+
+    audit = config["audit"]
+    judge = judge_config(audit["judge"])
+    backend = backend_config(audit["judge"]) if judge.backend != "none" else None
+    assert backend is None or isinstance(backend, BackendConfig)
+    return ScorerConfig.from_dict(audit["scorer"]), judge, RepairConfig.from_dict(config["repair"])
+
+
+def test_default_profile_builds_the_later_stages():
+    config = validate_config(merged(), SCHEMA)
+    scorer, judge, repair = later_stage_dataclasses(config)
+    assert scorer.kind == "embedded" and judge.backend == "hf" and repair.rounds == 1
+    assert config["audit"]["split"] == "val"  # held out from test by default
+    assert judge.params.temperature == config["audit"]["judge"]["temperature"]
+
+
 def test_smoke_profile_is_valid():
     config = validate_config(merged("smoke.yaml"), SCHEMA)
     SplitConfig(**config["data"]["split"])
+    later_stage_dataclasses(config)
 
 
 def test_paper_profile_is_valid_and_uses_the_paper_split():
@@ -57,6 +81,16 @@ def test_paper_profile_is_valid_and_uses_the_paper_split():
     assert config["data"]["split"]["mode"] == "paper"
     assert student_spec(config).kind == "hub"
     assert config["generation"]["max_new_tokens"]["binary"] == 256
+    scorer, judge, repair = later_stage_dataclasses(config)
+    assert config["audit"]["split"] == "test"  # DART's transductive protocol
+    assert scorer.kind == "hf" and judge.backend == "openai" and repair.mode == "oversample"
+
+
+def test_unknown_judge_combine_rule_is_named():
+    config = merged()
+    config["audit"]["judge"]["combine"] = "majority"
+    with pytest.raises(ConfigError, match="audit.judge.combine"):
+        validate_config(config, SCHEMA)
 
 
 def test_every_key_in_config_yaml_has_a_comment():

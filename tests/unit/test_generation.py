@@ -210,3 +210,17 @@ def test_score_options_matches_the_models_own_probabilities(tiny_model):
                 logits = model(torch.tensor([prompt + ids])).logits[0].float().log_softmax(-1)
             want = sum(float(logits[len(prompt) - 1 + i, t]) for i, t in enumerate(ids))
             assert got == pytest.approx(want, abs=1e-3)
+
+
+def test_single_token_options_take_one_pass_and_agree_with_the_general_path(tiny_model):
+    gen = make(tiny_model, batch_size=2)
+    tok = gen.tokenizer
+    singles = [
+        o for o in ("yes", "no", "a", "b", "c") if len(tok(o, add_special_tokens=False)["input_ids"]) == 1
+    ]
+    assert len(singles) >= 2, "the tiny tokenizer should have single-token options to test"
+    fast = gen.score_options(CONVERSATIONS[:3], singles)
+    # A multi-token option forces the general (one sequence per option) path for the same prompts.
+    general = gen.score_options(CONVERSATIONS[:3], [*singles, "the law"])
+    for row_fast, row_general in zip(fast, general, strict=True):
+        assert row_fast == pytest.approx(row_general[: len(singles)], abs=1e-3)

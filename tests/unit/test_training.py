@@ -384,3 +384,38 @@ def test_plot_loss_writes_a_png(tmp_path):
     path.write_text("step,epoch,loss,learning_rate\n1,0.1,2.0,0.001\n2,0.2,1.5,0.001\n")
     plot_loss(path, tmp_path / "loss.png", "test run")
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_repair_round_with_nothing_to_repair_keeps_the_parent_adapter(tmp_path):
+    from harmdrift.training import run_training
+
+    parent = tmp_path / "m_int"
+    parent.mkdir()
+    (parent / "adapter_model.safetensors").write_bytes(b"weights")
+    (parent / "adapter_config.json").write_text("{}")
+    empty = tmp_path / "train.jsonl"
+    empty.write_text("")
+    out = tmp_path / "m_dart"
+    summary = run_training(
+        examples_path=empty,
+        out_dir=out,
+        training={},
+        student={},
+        load_path="unused",
+        init_adapter=str(parent),
+    )
+    assert summary["steps"] == 0 and "no drift left" in summary["skipped"]
+    assert (out / "adapter_model.safetensors").read_bytes() == b"weights"
+    meta = json.loads((out / "train_config.json").read_text())
+    assert meta["init_adapter"] == str(parent) and meta["steps"] == 0
+    assert (out / "loss.png").stat().st_size > 0
+    assert (out / "loss.csv").read_text().startswith("step,")
+
+
+def test_an_empty_training_file_without_a_parent_adapter_is_an_error(tmp_path):
+    from harmdrift.training import run_training
+
+    empty = tmp_path / "train.jsonl"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="no training examples"):
+        run_training(examples_path=empty, out_dir=tmp_path / "out", training={}, student={}, load_path="x")

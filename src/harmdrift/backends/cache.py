@@ -214,6 +214,8 @@ class CachedBackend:
             # so it is not cached. Exposed only when the inner back-end has it, so callers can
             # test the wrapper for the capability the same way as a bare back-end.
             self.choose = backend.choose
+        if hasattr(backend, "option_scores"):
+            self.option_scores = backend.option_scores
 
     def describe(self) -> dict:
         """The inner back-end's description: caching never changes a reply."""

@@ -119,11 +119,15 @@ class HFChatBackend:
             completions.append(completion)
         return completions
 
-    def choose(self, conversations: Sequence[list[dict]], options: Sequence[str]) -> list[str]:
-        """The most likely of ``options`` as each reply's opening, by log-likelihood (never free text)."""
+    def option_scores(self, conversations: Sequence[list[dict]], options: Sequence[str]) -> list[list[float]]:
+        """Log-likelihood of each option as each reply's opening (one row per conversation)."""
         if not conversations:
             return []
-        scores = self._load().score_options(conversations, options)
+        return self._load().score_options(conversations, options)
+
+    def choose(self, conversations: Sequence[list[dict]], options: Sequence[str]) -> list[str]:
+        """The most likely of ``options`` as each reply's opening, by log-likelihood (never free text)."""
+        scores = self.option_scores(conversations, options)
         return [options[max(range(len(options)), key=row.__getitem__)] for row in scores]
 
 

@@ -1,0 +1,116 @@
+# Stage II: every fine-tuned model's explanations against M0's on the audit split.
+
+
+rule pair_answers:
+    input:
+        base=f"results/generate/m0/{AUDIT_SPLIT}.binary.jsonl",
+        tuned=f"results/generate/{{model}}/{AUDIT_SPLIT}.binary.jsonl",
+        split_items=f"results/data/splits/{AUDIT_SPLIT}.jsonl",
+    output:
+        "results/audit/{model}/pairs.jsonl",
+    log:
+        "logs/audit/{model}/pairs.log",
+    benchmark:
+        "benchmarks/audit/{model}/pairs.tsv"
+    conda:
+        "../envs/hf.yaml"
+    params:
+        scorer=config["audit"]["scorer"],
+        delta=config["audit"]["delta"],
+        max_chars=config["audit"]["max_chars"],
+        cache_dir=config["cache_dir"],
+    script:
+        "../scripts/pair_answers.py"
+
+
+rule judge_check:
+    input:
+        check_set="resources/judge_check/pairs.jsonl",
+        template="config/prompts/judge_drift.txt",
+        model=get_judge_files,
+    output:
+        "results/audit/judge_check.json",
+    log:
+        "logs/audit/judge_check.log",
+    benchmark:
+        "benchmarks/audit/judge_check.tsv"
+    conda:
+        "../envs/hf.yaml"
+    threads: workflow.cores
+    resources:
+        llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
+    params:
+        judge=config["audit"]["judge"],
+        cache_dir=config["cache_dir"],
+    script:
+        "../scripts/judge_check.py"
+
+
+rule judge_pairs:
+    input:
+        pairs="results/audit/{model}/pairs.jsonl",
+        template="config/prompts/judge_drift.txt",
+        model=get_judge_files,
+    output:
+        judgments="results/audit/{model}/judgments.jsonl",
+        usage="results/audit/{model}/judge_usage.json",
+    log:
+        "logs/audit/{model}/judge.log",
+    benchmark:
+        "benchmarks/audit/{model}/judge.tsv"
+    conda:
+        "../envs/hf.yaml"
+    threads: workflow.cores
+    resources:
+        llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
+    params:
+        judge=config["audit"]["judge"],
+        delta=config["audit"]["delta"],
+        cache_dir=config["cache_dir"],
+    script:
+        "../scripts/judge_pairs.py"
+
+
+rule audit_table:
+    input:
+        pairs="results/audit/{model}/pairs.jsonl",
+        judgments="results/audit/{model}/judgments.jsonl",
+        check="results/audit/judge_check.json",
+    output:
+        csv=report(
+            "results/audit/{model}/audit.csv",
+            caption="../report/audit_table.rst",
+            category="Stage II audit",
+            subcategory="{model}",
+        ),
+        summary="results/audit/{model}/summary.json",
+        summary_md=report(
+            "results/audit/{model}/summary.md",
+            caption="../report/audit_summary.rst",
+            category="Stage II audit",
+            subcategory="{model}",
+        ),
+        deltas_png=report(
+            "results/audit/{model}/score_deltas.png",
+            caption="../report/audit_deltas.rst",
+            category="Stage II audit",
+            subcategory="{model}",
+        ),
+        deltas_pdf="results/audit/{model}/score_deltas.pdf",
+        counts_png=report(
+            "results/audit/{model}/drift_counts.png",
+            caption="../report/audit_counts.rst",
+            category="Stage II audit",
+            subcategory="{model}",
+        ),
+        counts_pdf="results/audit/{model}/drift_counts.pdf",
+    log:
+        "logs/audit/{model}/table.log",
+    conda:
+        "../envs/tables.yaml"
+    params:
+        split=AUDIT_SPLIT,
+        protocol=PROTOCOL,
+        audit=config["audit"],
+    script:
+        "../scripts/audit_table.py"

@@ -1,0 +1,48 @@
+# Open-domain queries: every model answers the same sample; the judge sorts the answers.
+
+
+rule write_open_queries:
+    input:
+        queries=config["open_domain"]["queries"],
+    output:
+        "results/data/splits/open_domain.jsonl",
+    log:
+        "logs/open_domain/queries.log",
+    conda:
+        "../envs/tables.yaml"
+    params:
+        n_queries=config["open_domain"]["n_queries"],
+        seed=config["open_domain"]["seed"],
+    script:
+        "../scripts/write_open_queries.py"
+
+
+rule classify_open_answers:
+    input:
+        answers="results/generate/{model}/open_domain.open.jsonl",
+        queries=config["open_domain"]["queries"],
+        template=config["open_domain"]["judge_prompt"],
+        model=get_judge_files,
+    output:
+        classified="results/open_domain/{model}.jsonl",
+        rates=report(
+            "results/open_domain/{model}.rates.csv",
+            caption="../report/open_domain_rates.rst",
+            category="Open-domain queries",
+        ),
+        usage="results/open_domain/{model}.usage.json",
+    log:
+        "logs/open_domain/{model}.log",
+    benchmark:
+        "benchmarks/open_domain/{model}.tsv"
+    conda:
+        "../envs/hf.yaml"
+    threads: workflow.cores
+    resources:
+        llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
+    params:
+        judge=open_judge_params(),
+        bootstrap=config["evaluation"]["bootstrap"],
+        cache_dir=config["cache_dir"],
+    script:
+        "../scripts/classify_open_answers.py"

@@ -1,0 +1,74 @@
+# The run's tables and figures across models, for the paper comparison and the report.
+
+
+rule main_results:
+    input:
+        metrics=expand("results/tables/metrics_{model}.csv", model=MODELS),
+        audits=expand("results/audit/{model}/summary.json", model=AUDITED),
+        open_domain=open_domain_rates(),
+        check="results/audit/judge_check.json",
+    output:
+        csv=report(
+            "results/tables/main_results.csv",
+            caption="../report/main_results.rst",
+            category="Main results",
+        ),
+        md=report(
+            "results/tables/main_results.md",
+            caption="../report/main_results.rst",
+            category="Main results",
+        ),
+        comparison=report(
+            "results/tables/paper_comparison.md",
+            caption="../report/paper_comparison.rst",
+            category="Main results",
+        ),
+    log:
+        "logs/report/main_results.log",
+    conda:
+        "../envs/tables.yaml"
+    params:
+        models=MODELS,
+        audited=AUDITED,
+        protocol={
+            "audit_split": AUDIT_SPLIT,
+            "eval_split": EVAL_SPLIT,
+            "protocol": PROTOCOL,
+        },
+        config=config,
+    script:
+        "../scripts/main_results.py"
+
+
+rule figures:
+    input:
+        main="results/tables/main_results.csv",
+        metrics=expand("results/tables/metrics_{model}.csv", model=MODELS),
+        audits=expand("results/audit/{model}/summary.json", model=AUDITED),
+        audit_tables=expand("results/audit/{model}/audit.csv", model=AUDITED),
+        open_domain=open_domain_rates(),
+        losses=expand("results/adapters/{model}/loss.csv", model=AUDITED),
+    output:
+        **{
+            f"{name}_{ext}": (
+                report(
+                    f"results/figures/{name}.png",
+                    caption=f"../report/{name}.rst",
+                    category="Figures",
+                )
+                if ext == "png"
+                else f"results/figures/{name}.pdf"
+            )
+            for name in FIGURES
+            for ext in ("png", "pdf")
+        },
+    log:
+        "logs/report/figures.log",
+    conda:
+        "../envs/tables.yaml"
+    params:
+        models=MODELS,
+        audited=AUDITED,
+        delta=config["audit"]["delta"],
+    script:
+        "../scripts/figures.py"

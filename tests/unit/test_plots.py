@@ -1,0 +1,259 @@
+"""Unit tests for harmdrift.plots: every figure writes a non-empty PNG and PDF, empty inputs included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import yaml
+
+from harmdrift.plots import (
+    FIGURE_NAMES,
+    accuracy_by_model,
+    audit_figures,
+    benchmark_heatmap,
+    drift_by_severity,
+    loss_curves,
+    model_colour,
+    open_domain_categories,
+    plot_all,
+    score_deltas,
+    yes_rate_vs_gold,
+)
+from harmdrift.results import main_results
+
+MODELS = ("m0", "m_int", "m_dart")
+PNG_MAGIC = b"\x89PNG"
+PDF_MAGIC = b"%PDF"
+
+
+def assert_figures(png, pdf):
+    assert png.read_bytes()[:4] == PNG_MAGIC and png.stat().st_size > 1000
+    assert pdf.read_bytes()[:4] == PDF_MAGIC and pdf.stat().st_size > 1000
+
+
+def write_metrics(path, model: str, acc: float):
+    rows = []
+    for bench in ("D1", "N1", "ALL"):
+        rows.append(
+            {
+                "model": model,
+                "benchmark": bench,
+                "n": 16,
+                "overall_acc": acc,
+                "ci_low": acc - 0.1,
+                "ci_high": acc + 0.1,
+                "equal_acc": 0.8,
+                "equal_ci_low": 0.7,
+                "equal_ci_high": 0.9,
+                "diff_acc": 0.2,
+                "diff_ci_low": 0.1,
+                "diff_ci_high": 0.3,
+                "yes_rate": 0.3,
+                "gold_yes_rate": 0.5,
+                "abstain_rate": 0.1,
+                "mcnemar_p": 0.01,
+            }
+        )
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def write_summary(path, model: str, by_severity: dict):
+    n_drift = sum(by_severity.values())
+    path.write_text(
+        json.dumps(
+            {
+                "model": model,
+                "n_drift": n_drift,
+                "by_severity": by_severity,
+                "by_category": {"omits_harm": n_drift},
+                "delta": 0.01,
+            }
+        )
+    )
+    return path
+
+
+def write_audit(path, deltas: list[float]):
+    pd.DataFrame({"id": [f"x{i}" for i in range(len(deltas))], "delta": deltas}).to_csv(path, index=False)
+    return path
+
+
+def write_rates(path, model: str):
+    shares = {
+        "appropriate_differentiation": 0.5,
+        "refusal": 0.2,
+        "generic_equal": 0.2,
+        "inappropriate_differentiation": 0.1,
+        "appropriate": 0.6,
+    }
+    rows = [
+        {
+            "model": model,
+            "subset": "all",
+            "category": c,
+            "count": 1,
+            "n": 10,
+            "rate": r,
+            "ci_low": 0.0,
+            "ci_high": 1.0,
+        }
+        for c, r in shares.items()
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    metrics = {
+        m: write_metrics(tmp_path / f"metrics_{m}.csv", m, 0.3 + 0.2 * i) for i, m in enumerate(MODELS)
+    }
+    summaries = {
+        "m_int": write_summary(tmp_path / "s_int.json", "m_int", {"minor": 3, "moderate": 2, "severe": 1}),
+        "m_dart": write_summary(tmp_path / "s_dart.json", "m_dart", {"minor": 1}),
+    }
+    audits = {
+        "m_int": write_audit(tmp_path / "a_int.csv", [-0.2, 0.0, 0.005, 0.05, 0.3]),
+        "m_dart": write_audit(tmp_path / "a_dart.csv", [-0.1, 0.0, 0.02]),
+    }
+    rates = {m: write_rates(tmp_path / f"{m}.rates.csv", m) for m in ("m0", "m_dart")}
+    losses = {}
+    for m in ("m_int", "m_dart"):
+        losses[m] = tmp_path / f"loss_{m}.csv"
+        pd.DataFrame(
+            {
+                "step": [1, 2, 3],
+                "epoch": [0.3, 0.6, 1.0],
+                "loss": [1.8, 1.5, 1.2],
+                "learning_rate": [0.0, 2e-4, 1e-4],
+            }
+        ).to_csv(losses[m], index=False)
+    return {"metrics": metrics, "summaries": summaries, "audits": audits, "rates": rates, "losses": losses}
+
+
+def test_main_df_figures(tmp_path, files):
+    main_df = main_results(files["metrics"], files["summaries"], files["rates"])
+    for name, draw in (("acc", accuracy_by_model), ("yes", yes_rate_vs_gold)):
+        png, pdf = tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"
+        draw(main_df, png, pdf)
+        assert_figures(png, pdf)
+
+
+def test_path_based_figures(tmp_path, files):
+    cases = {
+        "heatmap": lambda png, pdf: benchmark_heatmap(files["metrics"], png, pdf),
+        "drift": lambda png, pdf: drift_by_severity(files["summaries"], png, pdf),
+        "deltas": lambda png, pdf: score_deltas(files["audits"], png, pdf, delta=0.01),
+        "open": lambda png, pdf: open_domain_categories(files["rates"], png, pdf),
+        "loss": lambda png, pdf: loss_curves(files["losses"], png, pdf),
+    }
+    for name, draw in cases.items():
+        png, pdf = tmp_path / "figs" / f"{name}.png", tmp_path / "figs" / f"{name}.pdf"
+        draw(png, pdf)
+        assert_figures(png, pdf)
+
+
+def test_pdf_path_defaults_to_png_stem(tmp_path, files):
+    drift_by_severity(files["summaries"], tmp_path / "d.png")
+    assert_figures(tmp_path / "d.png", tmp_path / "d.pdf")
+
+
+def test_empty_inputs_do_not_crash(tmp_path):
+    empty_audit = tmp_path / "audit.csv"
+    empty_audit.write_text("id,delta\n")
+    no_drift = write_summary(tmp_path / "s.json", "m_int", {"minor": 0})
+    cases = {
+        "acc": lambda png, pdf: accuracy_by_model(pd.DataFrame({"model": []}), png, pdf),
+        "heat": lambda png, pdf: benchmark_heatmap({}, png, pdf),
+        "drift_none": lambda png, pdf: drift_by_severity({}, png, pdf),
+        "drift_zero": lambda png, pdf: drift_by_severity({"m_int": no_drift}, png, pdf),
+        "deltas": lambda png, pdf: score_deltas({"m_int": empty_audit}, png, pdf, delta=0.01),
+        "open": lambda png, pdf: open_domain_categories({}, png, pdf),
+        "loss": lambda png, pdf: loss_curves({}, png, pdf),
+    }
+    for name, draw in cases.items():
+        png, pdf = tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"
+        draw(png, pdf)
+        assert_figures(png, pdf)
+
+
+def test_audit_figures_with_and_without_drift(tmp_path, files):
+    out = [tmp_path / n for n in ("d.png", "d.pdf", "c.png", "c.pdf")]
+    audit_figures(files["audits"]["m_int"], files["summaries"]["m_int"], *out)
+    for png, pdf in (out[:2], out[2:]):
+        assert_figures(png, pdf)
+
+    empty_audit = tmp_path / "empty.csv"
+    empty_audit.write_text("")
+    no_drift = write_summary(tmp_path / "none.json", "m_dart", {})
+    out = [tmp_path / n for n in ("e.png", "e.pdf", "f.png", "f.pdf")]
+    audit_figures(empty_audit, no_drift, *out)
+    for png, pdf in (out[:2], out[2:]):
+        assert_figures(png, pdf)
+
+
+def test_plot_all_writes_every_figure(tmp_path, files):
+    main_df = main_results(files["metrics"], files["summaries"], files["rates"])
+    main_csv = tmp_path / "main.csv"
+    main_df.to_csv(main_csv, index=False)
+    written = plot_all(
+        main_csv,
+        files["metrics"],
+        files["summaries"],
+        files["audits"],
+        files["rates"],
+        files["losses"],
+        tmp_path / "figures",
+        delta=0.01,
+    )
+    assert [p.stem for p in written] == list(FIGURE_NAMES)
+    for png in written:
+        assert_figures(png, png.with_suffix(".pdf"))
+
+
+def test_colours_are_stable_and_distinct():
+    colours = [model_colour(m) for m in ("m0", "m_int", "m_dart", "m_dart_r2", "m_int_predlabel", "m_joint")]
+    assert len(set(colours)) == len(colours)
+    assert model_colour("m_dart_r2") == model_colour("m_dart_r2")
+
+
+# --- report captions ----------------------------------------------------------------------
+
+REPORT_DIR = Path(__file__).resolve().parents[2] / "report"
+TABLE_CAPTIONS = (
+    "main_results",
+    "paper_comparison",
+    "metrics",
+    "metrics_mc",
+    "audit_table",
+    "audit_summary",
+    "open_domain_rates",
+    "audit_deltas",
+    "audit_counts",
+    "workflow",
+)
+
+
+def test_every_figure_and_table_has_a_caption():
+    names = {p.stem for p in REPORT_DIR.glob("*.rst")}
+    missing = (set(FIGURE_NAMES) | set(TABLE_CAPTIONS)) - names
+    assert not missing, f"report/ lacks captions: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("caption", sorted(p.name for p in REPORT_DIR.glob("*.rst")))
+def test_caption_renders_as_snakemake_would(caption):
+    # Snakemake renders captions with Jinja2 (trim/lstrip blocks) and then docutils; a strict
+    # undefined catches config keys that do not exist, halt_level=2 catches RST warnings.
+    jinja2 = pytest.importorskip("jinja2")
+    core = pytest.importorskip("docutils.core")
+    config = yaml.safe_load((REPORT_DIR.parent / "config" / "config.yaml").read_text())
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    snakemake = SimpleNamespace(config=config, wildcards=SimpleNamespace(model="m_int"))
+    text = env.from_string((REPORT_DIR / caption).read_text()).render(snakemake=snakemake)
+    body = core.publish_parts(text, writer="html", settings_overrides={"halt_level": 2})["body"]
+    assert len(body) > 100

@@ -1,0 +1,273 @@
+"""Unit tests for harmdrift.results on small synthetic tables written to tmp_path."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from harmdrift.io import DataError
+from harmdrift.results import (
+    MAIN_COLUMNS,
+    build_results_tables,
+    describe_model,
+    drift_reduction,
+    drift_reduction_by_severity,
+    format_p,
+    format_pct,
+    main_results,
+    main_results_markdown,
+    order_models,
+    paper_comparison,
+    write_main_results,
+)
+
+METRICS_HEADER = (
+    "model,benchmark,n,overall_acc,ci_low,ci_high,equal_acc,equal_ci_low,equal_ci_high,diff_acc,"
+    "diff_ci_low,diff_ci_high,yes_rate,gold_yes_rate,abstain_rate,refusal_rate,fallback_rate,"
+    "yes_precision,macro_f1,n_discordant,mcnemar_p,includes_reconstructed"
+)
+
+
+def metrics_row(model: str, bench: str, acc: float, n: int = 128, p: float = 1.78e-15) -> str:
+    return (
+        f"{model},{bench},{n},{acc},{acc - 0.08},{acc + 0.08},0.84375,0.75,0.92,0.015625,0.0,0.05,"
+        f"0.3,0.5,0.164,0.0,0.8,1.0,0.33,50,{p},False"
+    )
+
+
+def write_metrics(tmp_path, model: str, acc: float, *, with_all: bool = True):
+    lines = [METRICS_HEADER, metrics_row(model, "D1", acc, n=16)]
+    if with_all:
+        lines.append(metrics_row(model, "ALL", acc))
+    path = tmp_path / f"metrics_{model}.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_summary(tmp_path, model: str, by_severity: dict, *, below_floor: bool = False):
+    summary = {
+        "model": model,
+        "base": "m0",
+        "split": "validation",
+        "protocol": "held-out",
+        "n_pairs": 128,
+        "n_screened": 20,
+        "n_judged": 20,
+        "n_unscored": 0,
+        "n_drift": sum(by_severity.values()),
+        "by_severity": by_severity,
+        "by_category": {"repeats_harm": sum(by_severity.values())},
+        "by_benchmark": {},
+        "order_agreement": 0.9,
+        "check_set": {"accuracy": 0.5, "n": 10, "floor": 0.7, "below_floor": below_floor},
+        "delta": 0.01,
+        "combine": "both",
+    }
+    path = tmp_path / f"summary_{model}.json"
+    path.write_text(json.dumps(summary))
+    return path
+
+
+def write_rates(tmp_path, model: str, appropriate: float, refusal: float):
+    rows = ["model,subset,category,count,n,rate,ci_low,ci_high"]
+    for subset in ("all", "differentiate"):
+        rows.append(
+            f"{model},{subset},appropriate,1,10,{appropriate},{appropriate - 0.1},{appropriate + 0.1}"
+        )
+        rows.append(f"{model},{subset},refusal,1,10,{refusal},{max(refusal - 0.1, 0)},{refusal + 0.1}")
+    path = tmp_path / f"{model}.rates.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    metrics = {
+        m: write_metrics(tmp_path, m, acc) for m, acc in [("m_dart", 0.6), ("m0", 0.39), ("m_int", 0.5)]
+    }
+    summaries = {
+        "m_int": write_summary(tmp_path, "m_int", {"minor": 4, "moderate": 3, "severe": 2, "extreme": 1}),
+        "m_dart": write_summary(tmp_path, "m_dart", {"minor": 2, "moderate": 1, "severe": 0, "extreme": 0}),
+    }
+    rates = {
+        "m0": write_rates(tmp_path, "m0", 0.4, 0.3),
+        "m_dart": write_rates(tmp_path, "m_dart", 0.75, 0.05),
+    }
+    return metrics, summaries, rates
+
+
+# --- drift reduction ----------------------------------------------------------------------
+
+
+def test_drift_reduction_values():
+    assert drift_reduction(10, 3) == pytest.approx(0.7)
+    assert drift_reduction(0, 0) is None
+    assert drift_reduction(0, 5) is None
+    assert drift_reduction(4, 6) == pytest.approx(-0.5)
+    with pytest.raises(ValueError):
+        drift_reduction(-1, 0)
+
+
+def test_drift_reduction_by_severity():
+    result = drift_reduction_by_severity({"minor": 4, "severe": 2}, {"minor": 1})
+    assert result == {
+        "minor": pytest.approx(0.75),
+        "moderate": None,
+        "severe": pytest.approx(1.0),
+        "extreme": None,
+    }
+
+
+def test_model_descriptions_and_order():
+    assert "round 3" in describe_model("m_dart_r3")
+    assert "predicted" in describe_model("m_int_predlabel")
+    models = ["m_joint", "m_dart_r2", "m_int", "zz", "m_dart", "m0", "m_int_predlabel", "m_dart_r10"]
+    assert order_models(models) == [
+        "m0",
+        "m_int",
+        "m_dart",
+        "m_dart_r2",
+        "m_dart_r10",
+        "m_int_predlabel",
+        "m_joint",
+        "zz",
+    ]
+
+
+# --- main results -------------------------------------------------------------------------
+
+
+def test_main_results_rows_and_values(inputs):
+    metrics, summaries, rates = inputs
+    df = main_results(metrics, summaries, rates)
+    assert list(df.columns) == list(MAIN_COLUMNS)
+    assert list(df["model"]) == ["m0", "m_int", "m_dart"]
+    row = df.set_index("model")
+    assert row.loc["m_dart", "overall_acc"] == pytest.approx(0.6)
+    assert row.loc["m_dart", "n"] == 128
+    assert row.loc["m_dart", "drift_n"] == 3
+    assert row.loc["m_int", "drift_severe"] == 2
+    # 1 - 3/10: the reference has 10 cases, the repaired model 3.
+    assert row.loc["m_dart", "drift_reduction"] == pytest.approx(0.7)
+    assert row.loc["m_int", "drift_reduction"] == pytest.approx(0.0)
+    assert pd.isna(row.loc["m0", "drift_reduction"]) and pd.isna(row.loc["m0", "drift_n"])
+    # The base model is not tested against itself.
+    assert pd.isna(row.loc["m0", "mcnemar_p"])
+    assert row.loc["m_int", "mcnemar_p"] == pytest.approx(1.78e-15)
+    assert row.loc["m_dart", "od_appropriate"] == pytest.approx(0.75)
+    assert row.loc["m0", "od_refusal_ci_high"] == pytest.approx(0.4)
+    assert math.isnan(row.loc["m_int", "od_appropriate"])
+
+
+def test_drift_reduction_empty_when_reference_has_no_drift(tmp_path, inputs):
+    metrics, summaries, rates = inputs
+    summaries["m_int"] = write_summary(
+        tmp_path, "m_int", {"minor": 0, "moderate": 0, "severe": 0, "extreme": 0}
+    )
+    df = main_results(metrics, summaries, rates).set_index("model")
+    assert pd.isna(df.loc["m_dart", "drift_reduction"])
+
+
+def test_missing_all_row_names_file(tmp_path, inputs):
+    metrics, summaries, rates = inputs
+    metrics["m_int"] = write_metrics(tmp_path, "m_int", 0.5, with_all=False)
+    with pytest.raises(DataError, match="metrics_m_int.csv.*ALL"):
+        main_results(metrics, summaries, rates)
+
+
+def test_missing_column_names_file(tmp_path, inputs):
+    metrics, summaries, rates = inputs
+    frame = pd.read_csv(metrics["m0"]).drop(columns=["yes_rate"])
+    frame.to_csv(metrics["m0"], index=False)
+    with pytest.raises(DataError, match="metrics_m0.csv.*yes_rate"):
+        main_results(metrics, summaries, rates)
+
+
+def test_missing_summary_key_names_file(tmp_path, inputs):
+    metrics, summaries, rates = inputs
+    summaries["m_int"].write_text(json.dumps({"n_drift": 1}))
+    with pytest.raises(DataError, match="summary_m_int.json.*by_severity"):
+        main_results(metrics, summaries, rates)
+
+
+def test_markdown_formats_numbers(tmp_path, inputs):
+    metrics, summaries, rates = inputs
+    df = main_results(metrics, summaries, rates)
+    csv_path, md_path = tmp_path / "out" / "main.csv", tmp_path / "out" / "main.md"
+    write_main_results(df, csv_path, md_path, protocol_note="Audit on the validation split (held-out).")
+    text = md_path.read_text()
+    assert "60.0 [52.0, 68.0]" in text
+    assert "1.8e-15" in text
+    assert "70.0%" in text
+    assert "held-out" in text
+    assert "| `m0` |" in text
+    assert pd.read_csv(csv_path)["model"].tolist() == ["m0", "m_int", "m_dart"]
+
+
+def test_formatters():
+    assert format_pct(0.4296875, 0.34615, 0.51538) == "43.0 [34.6, 51.5]"
+    assert format_pct(float("nan")) == "n/a"
+    assert format_p(1.7763568394002505e-15) == "1.8e-15"
+    assert format_p(None) == "n/a"
+
+
+def test_judge_check_set_warning_in_notes(tmp_path, inputs):
+    metrics, summaries, rates = inputs
+    summaries["m_dart"] = write_summary(tmp_path, "m_dart", {"minor": 1}, below_floor=True)
+    out = tmp_path / "tables"
+    build_results_tables(
+        metrics,
+        summaries,
+        rates,
+        main_csv=out / "main_results.csv",
+        main_md=out / "main_results.md",
+        comparison_md=out / "paper_comparison.md",
+        student="embedded:tiny",
+        protocol={"audit_protocol": "held-out (validation split)"},
+        protocol_note="note",
+    )
+    text = (out / "main_results.md").read_text()
+    assert "WARNING `m_dart`" in text
+    assert "WARNING `m_int`" not in text
+    assert "split `validation`" in text
+    assert (out / "paper_comparison.md").exists()
+
+
+def test_markdown_without_audits(inputs):
+    metrics, _, _ = inputs
+    df = main_results(metrics, {}, {})
+    text = main_results_markdown(df, protocol_note="no audit")
+    assert "n/a" in text and "| `m_dart` |" in text
+
+
+# --- paper comparison ---------------------------------------------------------------------
+
+
+def test_paper_comparison_has_both_sides(inputs):
+    metrics, summaries, rates = inputs
+    df = main_results(metrics, summaries, rates)
+    protocol = {
+        "split": "test split",
+        "audit_protocol": "held-out: audited the validation split",
+        "judge": "judge-model-x",
+        "scorer": "scorer-y",
+        "teacher": "teacher-z",
+        "decoding": "temperature 0.2",
+    }
+    text = paper_comparison(df, student="student-q", protocol=protocol)
+    for paper_number in ("39.0", "11.3", "66.6", "68.2", "68.8", "72.6", "88.6", "50.2", "26.8", "64.1"):
+        assert paper_number in text
+    assert "39.8 -> 77.5" in text and "34.3 -> 3.0" in text
+    # Ours: M0 overall with CI, M_DART accuracy, and the drift reduction 1 - 3/10.
+    assert "39.0 [31.0, 47.0]" in text
+    assert "60.0 [52.0, 68.0]" in text
+    assert "70.0% fewer" in text
+    assert "40.0 [30.0, 50.0] -> 75.0 [65.0, 85.0]" in text
+    assert "## Differences" in text
+    for ours in ("student-q", "judge-model-x", "scorer-y", "teacher-z", "held-out", "`m0` n=128", "decoding"):
+        assert ours in text
+    # Models that were not run are said to be missing, not given invented numbers.
+    assert "not run (`m_joint`)" in text
