@@ -184,7 +184,8 @@ def test_a_judge_setting_re_runs_only_the_audit_and_what_depends_on_it(finished_
     dry = snakemake(finished_run, *SMOKE, "--configfile", "judge.yaml", "-n")
     assert dry.returncode == 0, dry.stderr[-2000:]
     planned = jobs_planned(dry)
-    assert {"judge_pairs", "audit_table", "write_repair_rationales", "train_adapter", "main_results"} <= planned
+    downstream = {"judge_pairs", "audit_table", "write_repair_rationales", "train_adapter", "main_results"}
+    assert downstream <= planned
     assert not planned & {"write_splits", "write_rationales", "pair_answers", "joint_weights", "score_mc"}
 
 
