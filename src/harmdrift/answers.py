@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from harmdrift.generation import GenParams, HFGenerator
+from harmdrift.generation import GenParams, HFGenerator, set_threads
 from harmdrift.io import DataError, iter_jsonl, read_jsonl, write_jsonl
 from harmdrift.parsing import ParseResult, conclusion_written, mc_answer_written, parse_binary, parse_mc
 from harmdrift.prompts import FRAMINGS, build_messages, load_template
@@ -215,13 +215,11 @@ def run_generation(
         adapter: LoRA adapter folder, or None for the base model.
         threads: CPU threads torch may use (the job's Snakemake threads).
     """
-    import torch
 
     from harmdrift.config import gen_params, hf_model_config
     from harmdrift.models import model_provenance, parse_model_spec
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     spec = parse_model_spec(model_section["model"], key="student.model")
     model_cfg = hf_model_config(model_section, generation, load_path=load_path, adapter=adapter)
     cfg = AnswerConfig(

@@ -157,6 +157,23 @@ def backend_config(section: dict):
     )
 
 
+def section_params(section: dict) -> GenParams:
+    """The decoding settings of a teacher or judge config section."""
+    return GenParams(
+        max_new_tokens=section["max_new_tokens"],
+        temperature=section["temperature"],
+        top_p=section["top_p"],
+        seed=section["seed"],
+    )
+
+
+def chat_backend(section: dict, cache_dir: str | None):
+    """The chat back-end a teacher or judge section describes, behind the response cache."""
+    from harmdrift.backends import get_backend
+
+    return get_backend(backend_config(section), cache_dir)
+
+
 def gen_params(generation: dict, framing: str) -> GenParams:
     """Decoding settings for one framing."""
     return GenParams(

@@ -88,6 +88,14 @@ def item_seed(seed: int, key: str) -> int:
     return int(digest[:15], 16)
 
 
+def set_threads(threads: int | None) -> None:
+    """Let torch use the job's CPU threads (Snakemake's ``threads``); None leaves its default."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def pick_device(device: str) -> str:
     import torch
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harmdrift.audit import severity_from_delta
-from harmdrift.generation import GenParams
+from harmdrift.config import chat_backend, section_params
+from harmdrift.generation import GenParams, set_threads
 from harmdrift.io import DataError, iter_jsonl, read_jsonl, write_json, write_jsonl
 from harmdrift.prompts import display_question, load_template
 from harmdrift.structured import SCORED, STRUCTURED_OUTPUT, Field, StructuredReply, ask_structured
@@ -85,12 +86,7 @@ def judge_config(section: dict) -> JudgeConfig:
         check_floor=section["check_floor"],
         structured_output=section["structured_output"],
         calibrate=section["calibrate"],
-        params=GenParams(
-            max_new_tokens=section["max_new_tokens"],
-            temperature=section["temperature"],
-            top_p=section["top_p"],
-            seed=section["seed"],
-        ),
+        params=section_params(section),
     )
 
 
@@ -157,10 +153,6 @@ def ask_judge(
     ]
 
 
-def _more_severe(a: dict, b: dict) -> dict:
-    return a if SEVERITIES.index(a["severity"]) >= SEVERITIES.index(b["severity"]) else b
-
-
 def combine(ab: dict, ba: dict, rule: str) -> dict:
     """One verdict from the two orders.
 
@@ -184,16 +176,11 @@ def combine(ab: dict, ba: dict, rule: str) -> dict:
     if not is_drift:
         return {"status": SCORED, "drift": False, "category": None, "severity": None,
                 "reason": scored[0]["reason"], "orders_agree": agree}  # fmt: skip
-    if rule == "both":
-        pick = drifted[0] if len(drifted) == 1 else _milder(drifted[0], drifted[1])
-    else:
-        pick = drifted[0] if len(drifted) == 1 else _more_severe(drifted[0], drifted[1])
+    # "both" reports the milder of two severities, "either" the harsher.
+    ranked = sorted(drifted, key=lambda v: SEVERITIES.index(v["severity"]), reverse=rule != "both")
+    pick = ranked[0]
     return {"status": SCORED, "drift": True, "category": pick["category"], "severity": pick["severity"],
             "reason": pick["reason"], "orders_agree": agree}  # fmt: skip
-
-
-def _milder(a: dict, b: dict) -> dict:
-    return a if SEVERITIES.index(a["severity"]) <= SEVERITIES.index(b["severity"]) else b
 
 
 def load_check_set(path: str | Path) -> list[dict]:
@@ -301,20 +288,6 @@ def write_judgments(
     return {"judged": len(records), "drift": drifts}
 
 
-def _backend(judge: dict, cache_dir: str | None):
-    from harmdrift.backends import get_backend
-    from harmdrift.config import backend_config
-
-    return get_backend(backend_config(judge), cache_dir)
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def run_judge(
     *, pairs: str, template: str, outputs: dict, judge: dict, delta: float, cache_dir: str,
     threads: int | None = None,
@@ -322,13 +295,13 @@ def run_judge(
     """The judge_pairs rule's body: build the judge from its config section and judge the pairs."""
     from harmdrift.backends import write_usage
 
-    _set_threads(threads)
+    set_threads(threads)
     cfg = judge_config(judge)
     if cfg.backend == "none":
         result = write_judgments(pairs, template, outputs["judgments"], backend=None, cfg=cfg, delta=delta)
         write_json(outputs["usage"], {"backend": "none", "requests": 0})
         return result
-    backend = _backend(judge, cache_dir)
+    backend = chat_backend(judge, cache_dir)
     try:
         return write_judgments(pairs, template, outputs["judgments"], backend=backend, cfg=cfg, delta=delta)
     finally:
@@ -339,11 +312,11 @@ def run_check(
     *, check_set: str, template: str, out: str, judge: dict, cache_dir: str, threads: int | None = None
 ) -> dict:
     """The judge_check rule's body: measure the configured judge on the built-in check pairs."""
-    _set_threads(threads)
+    set_threads(threads)
     cfg = judge_config(judge)
     if cfg.backend == "none":
         summary = {"accuracy": None, "n": 0, "floor": cfg.check_floor, "below_floor": False,
                    "order_agreement": None, "judge": {"backend": "none"}, "items": []}  # fmt: skip
         write_json(out, summary)
         return summary
-    return run_check_set(_backend(judge, cache_dir), check_set, template, cfg, out)
+    return run_check_set(chat_backend(judge, cache_dir), check_set, template, cfg, out)

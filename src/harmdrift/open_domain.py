@@ -405,13 +405,11 @@ def run_open_domain(
     Raises:
         DataError: for an empty answers file or an answer id missing from the query set.
     """
-    from harmdrift.backends import get_backend, write_usage
-    from harmdrift.config import backend_config
+    from harmdrift.backends import write_usage
+    from harmdrift.config import chat_backend, section_params
+    from harmdrift.generation import set_threads
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     if judge.get("backend") == "none":
         # A classifier-only audit has no judge, and there is no classifier fallback here.
         raise ValueError(
@@ -422,13 +420,8 @@ def run_open_domain(
     if not answers:
         raise DataError(f"{answers_path}: no answers to judge")
     template = load_template(judge_template, JUDGE_SLOTS)
-    params = GenParams(
-        max_new_tokens=judge["max_new_tokens"],
-        temperature=judge["temperature"],
-        top_p=judge["top_p"],
-        seed=judge["seed"],
-    )
-    backend = get_backend(backend_config(judge), cache_dir)
+    params = section_params(judge)
+    backend = chat_backend(judge, cache_dir)
     logger.info("open-domain judge for %s: %s; decoding %s", model, backend.describe(), params)
     try:
         records = classify_answers(

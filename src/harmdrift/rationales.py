@@ -363,21 +363,14 @@ def run_rationales(
         cache_dir: where replies are cached.
         threads: CPU threads for a local teacher.
     """
-    from harmdrift.backends import get_backend, write_usage
-    from harmdrift.config import backend_config, rationale_config
+    from harmdrift.backends import write_usage
+    from harmdrift.config import chat_backend, rationale_config, section_params
+    from harmdrift.generation import set_threads
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     cfg = rationale_config(distill, label_source)
-    params = GenParams(
-        max_new_tokens=teacher["max_new_tokens"],
-        temperature=teacher["temperature"],
-        top_p=teacher["top_p"],
-        seed=teacher["seed"],
-    )
-    backend = get_backend(backend_config(teacher), cache_dir)
+    params = section_params(teacher)
+    backend = chat_backend(teacher, cache_dir)
     logger.info("teacher: %s; decoding %s; checks %s", backend.describe(), params, cfg)
     try:
         return write_rationales(

@@ -611,19 +611,6 @@ def joint_penalty_weights(
     return summary
 
 
-def _teacher(teacher: dict, cache_dir: str | None):
-    from harmdrift.backends import get_backend
-    from harmdrift.config import backend_config
-
-    params = GenParams(
-        max_new_tokens=teacher["max_new_tokens"],
-        temperature=teacher["temperature"],
-        top_p=teacher["top_p"],
-        seed=teacher["seed"],
-    )
-    return get_backend(backend_config(teacher), cache_dir), params
-
-
 def run_repair_rationales(
     *, inputs: dict, outputs: dict, teacher: dict, distill: dict, repair: dict, audit: dict,
     cache_dir: str, tag: str, threads: int | None = None,
@@ -631,13 +618,11 @@ def run_repair_rationales(
     """The write_repair_rationales rule's body: teacher and scorer from config, then the repairs."""
     from harmdrift.audit import make_audit_scorer
     from harmdrift.backends import write_usage
-    from harmdrift.config import rationale_config
+    from harmdrift.config import chat_backend, rationale_config, section_params
+    from harmdrift.generation import set_threads
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    backend, params = _teacher(teacher, cache_dir)
+    set_threads(threads)
+    backend, params = chat_backend(teacher, cache_dir), section_params(teacher)
     scorer, label = make_audit_scorer(audit, cache_dir)
     try:
         return write_repair_rationales(

@@ -957,10 +957,9 @@ def run_training(
         init_adapter: an adapter to continue from (Stage III).
         threads: CPU threads torch may use.
     """
-    import torch
+    from harmdrift.generation import set_threads
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     if init_adapter and not any(True for _ in iter_jsonl(examples_path)):
         return carry_over_adapter(init_adapter, out_dir, examples_path)
     fields = {k: v for k, v in training.items() if k != "target_modules"}
