@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -186,7 +187,16 @@ def test_a_judge_setting_re_runs_only_the_audit_and_what_depends_on_it(finished_
     planned = jobs_planned(dry)
     downstream = {"judge_pairs", "audit_table", "write_repair_rationales", "train_adapter", "main_results"}
     assert downstream <= planned
-    assert not planned & {"write_splits", "write_rationales", "pair_answers", "joint_weights", "score_mc"}
+    assert not planned & {"write_splits", "write_rationales", "joint_weights"}
+    # Only M_DART (trained on the repair set) is rebuilt; the models upstream of the audit
+    # keep their adapters, answers and screened pairs.
+    outputs = re.findall(r"output: (results/[^,\s]+)", dry.stdout + dry.stderr)
+    upstream = ("m0", "m_int", "m_int_predlabel", "m_joint")
+    for path in outputs:
+        parts = path.split("/")
+        assert parts[1] not in ("data", "rationales", "joint"), path
+        if parts[1] in ("generate", "adapters") or path.endswith("pairs.jsonl"):
+            assert parts[2] not in upstream, path
 
 
 def test_the_html_report_is_self_contained(finished_run):
