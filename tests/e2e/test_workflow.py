@@ -26,6 +26,13 @@ FIGURES = [
 ]
 SMOKE = ["--configfile", "config/smoke.yaml"]
 
+
+def smoke_with(overlay: str) -> list[str]:
+    """The smoke profile plus one more overlay. Both go after one --configfile: a second
+    --configfile flag would replace the first list, not add to it."""
+    return [*SMOKE, overlay]
+
+
 pytestmark = pytest.mark.slow
 
 
@@ -116,7 +123,7 @@ def test_bad_key_fails_before_running_and_keeps_results(finished_run):
     bad = finished_run / "bad.yaml"
     bad.write_text("generation:\n  batch_sise: 4\n")
     before = (finished_run / "results/tables/metrics_m0.csv").read_bytes()
-    run = snakemake(finished_run, *SMOKE, "--configfile", "bad.yaml")
+    run = snakemake(finished_run, *smoke_with("bad.yaml"))
     assert run.returncode != 0
     assert "generation.batch_sise" in run.stdout + run.stderr
     assert (finished_run / "results/tables/metrics_m0.csv").read_bytes() == before
@@ -125,7 +132,7 @@ def test_bad_key_fails_before_running_and_keeps_results(finished_run):
 def test_missing_model_folder_fails_with_its_name(finished_run):
     bad = finished_run / "bad_model.yaml"
     bad.write_text("student:\n  model: ./models/not-here\n")
-    run = snakemake(finished_run, *SMOKE, "--configfile", "bad_model.yaml", "-n")
+    run = snakemake(finished_run, *smoke_with("bad_model.yaml"), "-n")
     assert run.returncode != 0
     assert "./models/not-here" in run.stdout + run.stderr
 
@@ -182,7 +189,7 @@ def jobs_planned(run: subprocess.CompletedProcess) -> set[str]:
 def test_a_judge_setting_re_runs_only_the_audit_and_what_depends_on_it(finished_run):
     change = finished_run / "judge.yaml"
     change.write_text("audit:\n  judge:\n    combine: either\n")
-    dry = snakemake(finished_run, *SMOKE, "--configfile", "judge.yaml", "-n")
+    dry = snakemake(finished_run, *smoke_with("judge.yaml"), "-n")
     assert dry.returncode == 0, dry.stderr[-2000:]
     planned = jobs_planned(dry)
     downstream = {"judge_pairs", "audit_table", "write_repair_rationales", "train_adapter", "main_results"}
