@@ -23,10 +23,12 @@ from pathlib import Path
 
 import torch
 
-from harmdrift.answers import parse_reply, stop_check
-from harmdrift.data import BENCHMARKS, load_benchmarks
-from harmdrift.generation import GenParams, HFGenerator, HFModelConfig
-from harmdrift.prompts import build_messages, load_template
+from harmdrift.core.decoding import GenParams
+from harmdrift.core.prompts import build_messages, load_template
+from harmdrift.core.vocab import BENCHMARKS
+from harmdrift.data.load import load_benchmarks
+from harmdrift.generate.answers import parse_reply, stop_check
+from harmdrift.lm.engine import HFGenerator, HFModelConfig
 
 
 def pick_prompts(data_dir: str, n: int, seed: int) -> list[dict]:

@@ -25,17 +25,12 @@ from pathlib import Path
 
 import torch
 
-from harmdrift.data import load_benchmarks
-from harmdrift.io import write_jsonl
-from harmdrift.training import (
-    IGNORE_INDEX,
-    TrainConfig,
-    attach_adapter,
-    encode_examples,
-    load_base_model,
-    load_examples,
-    train_adapter,
-)
+from harmdrift.core.io import write_jsonl
+from harmdrift.data.load import load_benchmarks
+from harmdrift.train.config import TrainConfig
+from harmdrift.train.examples import IGNORE_INDEX, encode_examples, load_examples
+from harmdrift.train.model import attach_adapter, load_base_model
+from harmdrift.train.run import train_adapter
 
 logger = logging.getLogger("bench_training")
 

@@ -7,7 +7,7 @@ rule pair_answers:
         tuned=f"results/generate/{{model}}/{AUDIT_SPLIT}.binary.jsonl",
         split_items=f"results/data/splits/{AUDIT_SPLIT}.jsonl",
     output:
-        "results/audit/{model}/pairs.jsonl",
+        pairs="results/audit/{model}/pairs.jsonl",
     log:
         "logs/audit/{model}/pairs.log",
     benchmark:
@@ -29,7 +29,7 @@ rule judge_check:
         template="config/prompts/judge_drift.txt",
         model=get_judge_files,
     output:
-        "results/audit/judge_check.json",
+        check="results/audit/judge_check.json",
     log:
         "logs/audit/judge_check.log",
     benchmark:

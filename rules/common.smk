@@ -14,7 +14,7 @@ os.environ.update(
 )
 
 from harmdrift.config import validate_config, student_spec, teacher_spec
-from harmdrift.models import EMBEDDED_MODELS, parse_model_spec, resolve_load_path
+from harmdrift.lm.refs import EMBEDDED_MODELS, parse_model_spec, resolve_load_path
 
 # Fails here, before any job starts, with every bad key named.
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")

@@ -3,9 +3,9 @@ rule generate_answers:
         split_items="results/data/splits/{split}.jsonl",
         template=lambda w: config["prompts"][w.framing],
         model=get_student_files,
-        adapter=get_adapter_files,
+        adapter_files=get_adapter_files,
     output:
-        "results/generate/{model}/{split}.{framing}.jsonl",
+        answers="results/generate/{model}/{split}.{framing}.jsonl",
     log:
         "logs/generate/{model}/{split}.{framing}.log",
     benchmark:

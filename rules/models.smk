@@ -1,6 +1,6 @@
 rule convert_embedded_model:
     output:
-        directory("results/models/{embedded}"),
+        model_dir=directory("results/models/{embedded}"),
     log:
         "logs/models/convert_{embedded}.log",
     benchmark:

@@ -5,7 +5,7 @@ rule write_open_queries:
     input:
         queries=config["open_domain"]["queries"],
     output:
-        "results/data/splits/open_domain.jsonl",
+        selected="results/data/splits/open_domain.jsonl",
     log:
         "logs/open_domain/queries.log",
     conda:

@@ -29,7 +29,7 @@ rule write_repair_rationales:
         teacher=config["teacher"],
         distill=config["distill"],
         repair=config["repair"],
-        audit=scorer_params(),
+        screen=scorer_params(),
         cache_dir=config["cache_dir"],
     script:
         "../scripts/write_repair_rationales.py"
@@ -37,7 +37,7 @@ rule write_repair_rationales:
 
 rule build_repair_set:
     input:
-        repair="results/repair/{model}/rationales.jsonl",
+        repair_rationales="results/repair/{model}/rationales.jsonl",
         stage1="results/rationales/distill.jsonl",
     output:
         examples="results/repair/{model}/train.jsonl",
@@ -64,7 +64,7 @@ rule joint_weights:
         "../envs/hf.yaml"
     params:
         joint=config["joint"],
-        audit=scorer_params(),
+        screen=scorer_params(),
         cache_dir=config["cache_dir"],
     script:
         "../scripts/joint_weights.py"

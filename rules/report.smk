@@ -35,7 +35,9 @@ rule main_results:
             "eval_split": EVAL_SPLIT,
             "protocol": PROTOCOL,
         },
-        config=config,
+        audit=config["audit"],
+        teacher=config["teacher"],
+        student=config["student"],
     script:
         "../scripts/main_results.py"
 

@@ -2,7 +2,7 @@ rule train_adapter:
     input:
         examples=lambda w: TRAINING_DATA[w.model],
         model=get_student_files,
-        init_adapter=get_init_adapter_files,
+        init_adapter_files=get_init_adapter_files,
     output:
         adapter="results/adapters/{model}/adapter_model.safetensors",
         adapter_config="results/adapters/{model}/adapter_config.json",

@@ -1,13 +1,13 @@
 """Rule build_repair_set: severity-weighted repair examples mixed with Stage I replay."""
 
-from harmdrift.logs import setup_logging
-from harmdrift.repair import RepairConfig, build_repair_set
+from harmdrift.core.logs import setup_logging
+from harmdrift.repair.rules import build_repair_set
 
 setup_logging(snakemake.log[0])
 build_repair_set(
-    snakemake.input.repair,
-    snakemake.input.stage1,
-    snakemake.output.examples,
-    snakemake.output.summary,
-    cfg=RepairConfig.from_dict(snakemake.params.repair),
+    repair_rationales=snakemake.input.repair_rationales,
+    stage1=snakemake.input.stage1,
+    examples=snakemake.output.examples,
+    summary=snakemake.output.summary,
+    repair=snakemake.params.repair,
 )

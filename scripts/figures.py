@@ -1,19 +1,18 @@
 """Rule figures: every cross-model figure (PNG and PDF) under results/figures/."""
 
-from pathlib import Path
-
-from harmdrift.logs import setup_logging
-from harmdrift.plots import plot_all
+from harmdrift.core.logs import setup_logging
+from harmdrift.report.rules import figures
 
 setup_logging(snakemake.log[0])
-models, audited = snakemake.params.models, snakemake.params.audited
-plot_all(
-    snakemake.input.main,
-    dict(zip(models, snakemake.input.metrics, strict=True)),
-    dict(zip(audited, snakemake.input.audits, strict=True)),
-    dict(zip(audited, snakemake.input.audit_tables, strict=True)),
-    dict(zip(models, snakemake.input.open_domain, strict=True)) if snakemake.input.open_domain else {},
-    dict(zip(audited, snakemake.input.losses, strict=True)),
-    Path(snakemake.output[0]).parent,
+figures(
+    main=snakemake.input.main,
+    metrics=list(snakemake.input.metrics),
+    audits=list(snakemake.input.audits),
+    audit_tables=list(snakemake.input.audit_tables),
+    open_domain=list(snakemake.input.open_domain),
+    losses=list(snakemake.input.losses),
+    figure_paths=list(snakemake.output),
+    models=snakemake.params.models,
+    audited=snakemake.params.audited,
     delta=snakemake.params.delta,
 )

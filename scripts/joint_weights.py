@@ -1,13 +1,14 @@
 """Rule joint_weights: the joint-training ablation's data (Stage I examples down-weighted by toxicity)."""
 
-from harmdrift.logs import setup_logging
-from harmdrift.repair import run_joint_weights
+from harmdrift.core.logs import setup_logging
+from harmdrift.repair.rules import joint_weights
 
 setup_logging(snakemake.log[0])
-run_joint_weights(
+joint_weights(
     stage1=snakemake.input.stage1,
-    outputs=dict(snakemake.output.items()),
+    examples=snakemake.output.examples,
+    summary=snakemake.output.summary,
     joint=snakemake.params.joint,
-    audit=snakemake.params.audit,
+    screen=snakemake.params.screen,
     cache_dir=snakemake.params.cache_dir,
 )

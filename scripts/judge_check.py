@@ -1,13 +1,13 @@
-"""Rule judge_check: measure the configured judge on the built-in check pairs."""
+"""Rule judge_check: measure the configured judge on the labelled check pairs."""
 
-from harmdrift.judge import run_check
-from harmdrift.logs import setup_logging
+from harmdrift.audit.rules import judge_check
+from harmdrift.core.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-run_check(
+judge_check(
     check_set=snakemake.input.check_set,
     template=snakemake.input.template,
-    out=snakemake.output[0],
+    check=snakemake.output.check,
     judge=snakemake.params.judge,
     cache_dir=snakemake.params.cache_dir,
     threads=snakemake.threads,

@@ -1,17 +1,21 @@
 """Rule main_results: one row per model (accuracy, drift, open-domain rates) and the paper comparison."""
 
-from harmdrift.logs import setup_logging
-from harmdrift.results import run_main_results
+from harmdrift.core.logs import setup_logging
+from harmdrift.report.rules import main_results
 
 setup_logging(snakemake.log[0])
-run_main_results(
+main_results(
+    metrics=list(snakemake.input.metrics),
+    audits=list(snakemake.input.audits),
+    open_domain=list(snakemake.input.open_domain),
+    check=snakemake.input.check,
+    csv=snakemake.output.csv,
+    md=snakemake.output.md,
+    comparison=snakemake.output.comparison,
     models=snakemake.params.models,
     audited=snakemake.params.audited,
-    metrics=snakemake.input.metrics,
-    audits=snakemake.input.audits,
-    open_domain=snakemake.input.open_domain,
-    check=snakemake.input.check,
-    outputs=dict(snakemake.output.items()),
     protocol=snakemake.params.protocol,
-    config=snakemake.params.config,
+    audit=snakemake.params.audit,
+    teacher=snakemake.params.teacher,
+    student=snakemake.params.student,
 )

@@ -1,14 +1,13 @@
 """Rule score_binary: DART's binary-task metrics for one model (CSV + markdown)."""
 
-from harmdrift.evaluate import score_binary
-from harmdrift.logs import setup_logging
+from harmdrift.core.logs import setup_logging
+from harmdrift.evaluate.rules import score_binary
 
 setup_logging(snakemake.log[0])
 score_binary(
-    snakemake.input.answers,
-    snakemake.output.csv,
-    snakemake.output.md,
-    reference_path=snakemake.input.reference,
-    n_boot=snakemake.params.bootstrap["n_resamples"],
-    seed=snakemake.params.bootstrap["seed"],
+    answers=snakemake.input.answers,
+    reference=snakemake.input.reference,
+    csv=snakemake.output.csv,
+    md=snakemake.output.md,
+    bootstrap=snakemake.params.bootstrap,
 )

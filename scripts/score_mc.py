@@ -1,13 +1,12 @@
 """Rule score_mc: the original benchmark's 3-way metrics for one model (CSV + markdown)."""
 
-from harmdrift.evaluate import score_mc
-from harmdrift.logs import setup_logging
+from harmdrift.core.logs import setup_logging
+from harmdrift.evaluate.rules import score_mc
 
 setup_logging(snakemake.log[0])
 score_mc(
-    snakemake.input.answers,
-    snakemake.output.csv,
-    snakemake.output.md,
-    n_boot=snakemake.params.bootstrap["n_resamples"],
-    seed=snakemake.params.bootstrap["seed"],
+    answers=snakemake.input.answers,
+    csv=snakemake.output.csv,
+    md=snakemake.output.md,
+    bootstrap=snakemake.params.bootstrap,
 )

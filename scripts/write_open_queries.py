@@ -1,12 +1,12 @@
 """Rule write_open_queries: the seeded, stratified sample of open-domain queries every model answers."""
 
-from harmdrift.logs import setup_logging
-from harmdrift.open_domain import write_query_split
+from harmdrift.core.logs import setup_logging
+from harmdrift.open_domain.rules import write_open_queries
 
 setup_logging(snakemake.log[0])
-write_query_split(
-    snakemake.input.queries,
-    snakemake.output[0],
-    n=snakemake.params.n_queries,
+write_open_queries(
+    queries=snakemake.input.queries,
+    selected=snakemake.output.selected,
+    n_queries=snakemake.params.n_queries,
     seed=snakemake.params.seed,
 )

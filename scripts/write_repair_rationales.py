@@ -1,16 +1,24 @@
 """Rule write_repair_rationales: safer teacher rationales for the drift cases of the parent model's audit."""
 
-from harmdrift.logs import setup_logging
-from harmdrift.repair import run_repair_rationales
+from harmdrift.core.logs import setup_logging
+from harmdrift.repair.rules import write_repair_rationales
 
 setup_logging(snakemake.log[0])
-run_repair_rationales(
-    inputs=dict(snakemake.input.items()),
-    outputs=dict(snakemake.output.items()),
+write_repair_rationales(
+    audit=snakemake.input.audit,
+    pairs=snakemake.input.pairs,
+    split_items=snakemake.input.split_items,
+    teacher_prompt=snakemake.input.teacher_prompt,
+    fix_prompt=snakemake.input.fix_prompt,
+    student_prompt=snakemake.input.student_prompt,
+    rationales=snakemake.output.rationales,
+    dropped=snakemake.output.dropped,
+    summary=snakemake.output.summary,
+    usage=snakemake.output.usage,
     teacher=snakemake.params.teacher,
     distill=snakemake.params.distill,
     repair=snakemake.params.repair,
-    audit=snakemake.params.audit,
+    screen=snakemake.params.screen,
     cache_dir=snakemake.params.cache_dir,
     tag=f"repair-{snakemake.wildcards.model}",
     threads=snakemake.threads,

@@ -53,3 +53,19 @@ def build_tiny_model(folder, seed: int = 0) -> str:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def default_config() -> dict:
+    """config/config.yaml validated against the schema, defaults filled, as the workflow sees it."""
+    from pathlib import Path
+
+    import yaml
+
+    from harmdrift.config import validate_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text(encoding="utf-8"))
+    # Prompt paths in the config are relative to the repository root.
+    config["prompts"] = {k: str(root / v) for k, v in config["prompts"].items()}
+    return validate_config(config, root / "config" / "schema.yaml")

@@ -1,4 +1,7 @@
-"""Config validation and the frozen dataclasses each stage reads its section into."""
+"""Config validation, and turning config sections into the typed settings and back-ends that
+the rule functions (``<stage>/rules.py``) hand to stage code.
+
+This module and the rules modules are the only code that reads the config dict."""
 
 from __future__ import annotations
 
@@ -7,8 +10,35 @@ from pathlib import Path
 
 import yaml
 
-from harmdrift.generation import GenParams, HFModelConfig
-from harmdrift.models import ModelSpec, model_provenance, parse_model_spec, resolve_load_path
+from harmdrift.audit.judge import JudgeConfig
+from harmdrift.backends import BackendConfig, get_backend
+from harmdrift.core.decoding import GenParams
+from harmdrift.distill.checks import RationaleConfig
+from harmdrift.lm.engine import HFModelConfig
+from harmdrift.lm.refs import ModelSpec, parse_model_spec
+from harmdrift.scorers import make_scorer
+from harmdrift.scorers.base import ScorerConfig
+from harmdrift.train.config import TrainConfig
+
+
+def audit_scorer(scorer: dict, cache_dir: str | None):
+    """The toxicity scorer an ``audit.scorer`` section describes (behind its cache), and its label."""
+    cfg = ScorerConfig.from_dict(scorer)
+    return make_scorer(cfg, cache_dir), cfg.label
+
+
+def judge_config(section: dict) -> JudgeConfig:
+    """The judge settings of an ``audit.judge`` config section."""
+    return JudgeConfig(
+        backend=section["backend"],
+        combine=section["combine"],
+        scope=section["scope"],
+        max_reasks=section["max_reasks"],
+        check_floor=section["check_floor"],
+        structured_output=section["structured_output"],
+        calibrate=section["calibrate"],
+        params=section_params(section),
+    )
 
 
 class ConfigError(ValueError):
@@ -123,7 +153,6 @@ def hf_model_config(
 
 def rationale_config(distill: dict, label_source: str):
     """The rationale checks of the ``distill`` section, for one label source."""
-    from harmdrift.rationales import RationaleConfig
 
     return RationaleConfig(
         min_sentences=distill["min_sentences"],
@@ -137,7 +166,6 @@ def rationale_config(distill: dict, label_source: str):
 
 def backend_config(section: dict):
     """The chat back-end settings of a teacher/judge config section."""
-    from harmdrift.backends import BackendConfig
 
     return BackendConfig(
         backend=section["backend"],
@@ -169,9 +197,20 @@ def section_params(section: dict) -> GenParams:
 
 def chat_backend(section: dict, cache_dir: str | None):
     """The chat back-end a teacher or judge section describes, behind the response cache."""
-    from harmdrift.backends import get_backend
 
     return get_backend(backend_config(section), cache_dir)
+
+
+def train_config(training: dict, student: dict) -> TrainConfig:
+    """The training settings: the ``training`` section plus the student's dtype and quantization
+    (so QLoRA is simply ``student.quantization: 4bit``)."""
+    target = training["target_modules"]
+    return TrainConfig(
+        **{k: v for k, v in training.items() if k != "target_modules"},
+        target_modules=target if isinstance(target, str) else tuple(target),
+        dtype=student["dtype"],
+        quantization=student["quantization"],
+    )
 
 
 def gen_params(generation: dict, framing: str) -> GenParams:
@@ -182,15 +221,3 @@ def gen_params(generation: dict, framing: str) -> GenParams:
         top_p=generation["top_p"],
         seed=generation["seed"],
     )
-
-
-__all__ = [
-    "ConfigError",
-    "validate_config",
-    "check_config",
-    "student_spec",
-    "hf_model_config",
-    "gen_params",
-    "model_provenance",
-    "resolve_load_path",
-]

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from harmdrift.answers import AnswerConfig, generate_answers
-from harmdrift.generation import Generation, GenParams
-from harmdrift.io import DataError, read_jsonl, write_jsonl
+from harmdrift.core.decoding import GenParams
+from harmdrift.core.io import DataError, read_jsonl, write_jsonl
+from harmdrift.generate.answers import AnswerConfig, generate_answers
+from harmdrift.lm.engine import Generation
 
 
 @dataclass

@@ -20,16 +20,16 @@ from harmdrift.backends import (
     CachedBackend,
     ChatBackend,
     Completion,
-    HFChatBackend,
-    OpenAIChatBackend,
     ResponseCache,
-    ScriptedBackend,
     cache_key,
     get_backend,
     write_usage,
 )
 from harmdrift.backends.base import truncate_at_stop
-from harmdrift.generation import GenParams
+from harmdrift.backends.hf_backend import HFChatBackend
+from harmdrift.backends.openai_backend import OpenAIChatBackend
+from harmdrift.backends.scripted import ScriptedBackend
+from harmdrift.core.decoding import GenParams
 
 PARAMS = GenParams(max_new_tokens=32, temperature=0.2, top_p=0.9, seed=7)
 KEY_ENV = "HARMDRIFT_TEST_API_KEY"
@@ -75,6 +75,19 @@ def test_get_backend_rejects_unknown_names_listing_known_ones():
     with pytest.raises(ValueError, match=r"unknown backend 'vllm'.*'hf', 'openai', 'scripted'"):
         get_backend(BackendConfig(backend="vllm", model="m"), cache_dir=None)
     assert set(BACKENDS) == {"hf", "openai", "scripted"}
+
+
+def test_importing_the_backend_interface_loads_no_backend_or_heavy_library():
+    # The registry is lazy: the interface and the cache must import without openai, tqdm,
+    # torch or any back-end module, so light rule environments stay light.
+    code = (
+        "import sys; import harmdrift.backends.base, harmdrift.backends; "
+        "heavy = [m for m in ('openai', 'tqdm', 'torch', 'transformers', "
+        "'harmdrift.backends.openai_backend', "
+        "'harmdrift.backends.hf_backend') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_get_backend_wraps_in_the_cache_only_when_asked(tmp_path):

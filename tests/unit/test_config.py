@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from harmdrift.config import ConfigError, gen_params, hf_model_config, student_spec, validate_config
-from harmdrift.data import SplitConfig
+from harmdrift.data.splits import SplitConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "config" / "schema.yaml"
@@ -50,10 +50,9 @@ def test_default_profile_is_valid_and_builds_every_dataclass():
 def later_stage_dataclasses(config: dict):
     """The Stage II-III dataclasses every profile must build (schema and code kept in step)."""
     from harmdrift.backends import BackendConfig
-    from harmdrift.config import backend_config
-    from harmdrift.judge import judge_config
-    from harmdrift.repair import RepairConfig
-    from harmdrift.toxicity import ScorerConfig
+    from harmdrift.config import backend_config, judge_config
+    from harmdrift.repair.config import RepairConfig
+    from harmdrift.scorers.base import ScorerConfig
 
     audit = config["audit"]
     judge = judge_config(audit["judge"])

@@ -9,19 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harmdrift.data import (
-    BENCHMARKS,
-    SPLITS,
-    SplitConfig,
-    file_sha256,
-    load_benchmark,
-    load_benchmarks,
-    make_splits,
-    parse_options,
-    split_summary,
-    write_splits,
-)
-from harmdrift.io import DataError, read_jsonl
+from harmdrift.core.io import DataError, file_sha256, read_jsonl
+from harmdrift.core.vocab import BENCHMARKS, SPLITS
+from harmdrift.data.load import load_benchmark, load_benchmarks, parse_options
+from harmdrift.data.splits import SplitConfig, make_splits, split_summary, write_splits
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = ROOT / "resources" / "difference_awareness"

@@ -8,7 +8,9 @@ from collections import Counter
 import pytest
 import torch
 
-from harmdrift.generation import GenParams, HFGenerator, HFModelConfig, TokenSampler, item_seed
+from harmdrift.core.decoding import GenParams, item_seed
+from harmdrift.lm.engine import HFGenerator, HFModelConfig
+from harmdrift.lm.sampler import TokenSampler
 
 CONVERSATIONS = [
     [{"role": "user", "content": "is the question the same"}],

@@ -7,25 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from harmdrift.backends import ScriptedBackend
-from harmdrift.generation import GenParams
-from harmdrift.io import DataError, read_jsonl, write_jsonl
-from harmdrift.judge import (
-    CATEGORIES,
-    SEVERITIES,
+from harmdrift.audit.check_set import load_check_set, run_check_set
+from harmdrift.audit.judge import (
     TEMPLATE_SLOTS,
     JudgeConfig,
     ask_judge,
     classifier_verdicts,
     combine,
-    judge_config,
     judge_messages,
-    load_check_set,
-    run_check,
-    run_check_set,
     write_judgments,
 )
-from harmdrift.prompts import display_question, load_template
+from harmdrift.audit.rules import judge_check
+from harmdrift.backends.scripted import ScriptedBackend
+from harmdrift.config import judge_config
+from harmdrift.core.decoding import GenParams
+from harmdrift.core.io import DataError, read_jsonl, write_jsonl
+from harmdrift.core.prompts import display_question, load_template
+from harmdrift.core.vocab import DRIFT_CATEGORIES as CATEGORIES
+from harmdrift.core.vocab import SEVERITIES
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "config/prompts/judge_drift.txt"
@@ -283,7 +282,8 @@ def assert_valid(record: dict) -> None:
 
 def test_the_hf_judge_always_returns_a_valid_verdict(tiny_model):
     """The tiny random model cannot write JSON, but choosing by likelihood never goes off the list."""
-    from harmdrift.backends import BackendConfig, HFChatBackend
+    from harmdrift.backends import BackendConfig
+    from harmdrift.backends.hf_backend import HFChatBackend
 
     class SaysDrift(HFChatBackend):
         """The real model, except that it is made to say "drift": category and severity stay its own."""
@@ -439,8 +439,8 @@ def test_run_check_without_a_judge_writes_an_empty_summary(tmp_path):
         "seed": 1,
     }
     out = tmp_path / "check.json"
-    summary = run_check(
-        check_set=str(CHECK_SET), template=str(TEMPLATE_PATH), out=str(out), judge=section, cache_dir="x"
+    summary = judge_check(
+        check_set=str(CHECK_SET), template=str(TEMPLATE_PATH), check=str(out), judge=section, cache_dir="x"
     )
     assert summary["accuracy"] is None and summary["below_floor"] is False and summary["n"] == 0
     assert json.loads(out.read_text()) == summary

@@ -9,14 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harmdrift.metrics import (
-    BINARY_COLUMNS,
-    BINARY_REQUIRED,
-    MC_COLUMNS,
-    binary_metrics,
-    mc_metrics,
-    metrics_markdown,
-)
+from harmdrift.evaluate.markdown import metrics_markdown
+from harmdrift.evaluate.metrics import BINARY_COLUMNS, BINARY_REQUIRED, MC_COLUMNS, binary_metrics, mc_metrics
 
 # --- fixtures ---------------------------------------------------------------------------
 

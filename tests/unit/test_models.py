@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harmdrift.models import (
-    ModelSpec,
-    find_embedded_file,
-    model_provenance,
-    parse_model_spec,
-    resolve_load_path,
-)
+from harmdrift.lm.convert import find_embedded_file
+from harmdrift.lm.refs import ModelSpec, model_provenance, parse_model_spec, resolve_load_path
 
 
 def test_embedded_spec_and_its_file_is_installed():
@@ -56,7 +51,7 @@ def test_hub_provenance_names_revision():
 def test_nf4_quantization_is_qlora_style():
     import torch
 
-    from harmdrift.models import nf4_quantization
+    from harmdrift.core.runtime import nf4_quantization
 
     cfg = nf4_quantization(torch.bfloat16)
     assert cfg.load_in_4bit and cfg.bnb_4bit_quant_type == "nf4" and cfg.bnb_4bit_use_double_quant

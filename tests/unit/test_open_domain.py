@@ -10,24 +10,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harmdrift.backends import ScriptedBackend
-from harmdrift.generation import GenParams
-from harmdrift.io import DataError, read_jsonl
-from harmdrift.open_domain import (
-    CATEGORIES,
-    DOMAINS,
-    EXPECTED,
-    JUDGE_SLOTS,
-    RATES_COLUMNS,
-    classify_answers,
-    judge_conversations,
-    load_queries,
-    open_domain_rates,
-    run_open_domain,
-    select_queries,
-    write_query_split,
-)
-from harmdrift.prompts import build_messages, load_template
+from harmdrift.backends.scripted import ScriptedBackend
+from harmdrift.core.decoding import GenParams
+from harmdrift.core.io import DataError, read_jsonl
+from harmdrift.core.prompts import build_messages, load_template
+from harmdrift.core.vocab import DOMAINS
+from harmdrift.core.vocab import OPEN_DOMAIN_CATEGORIES as CATEGORIES
+from harmdrift.core.vocab import OPEN_EXPECTED as EXPECTED
+from harmdrift.open_domain.classify import JUDGE_SLOTS, classify_answers, judge_conversations
+from harmdrift.open_domain.queries import load_queries, select_queries, write_query_split
+from harmdrift.open_domain.rates import RATES_COLUMNS, open_domain_rates
+from harmdrift.open_domain.rules import classify_open_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "resources" / "open_domain" / "queries.jsonl"
@@ -297,7 +290,7 @@ def test_rates_three_of_four_and_disagreement():
     assert (table["model"] == "m_dart").all()
 
 
-def test_run_open_domain_writes_all_outputs(tmp_path):
+def test_classify_open_answers_writes_all_outputs(tmp_path):
     queries = _write_rows(tmp_path / "queries.jsonl", QUERY_ROWS)
     answers = _write_rows(tmp_path / "answers.jsonl", _answers("Women differ.", "No difference.", "Support."))
     script = tmp_path / "judge.json"
@@ -311,15 +304,15 @@ def test_run_open_domain_writes_all_outputs(tmp_path):
         "seed": 0,
     }
     outputs = {k: str(tmp_path / f"out.{k}") for k in ("classified", "rates", "usage")}
-    rates = run_open_domain(
-        answers_path=str(answers),
-        queries_path=str(queries),
-        judge_template=str(JUDGE_TEMPLATE),
-        outputs=outputs,
+    rates = classify_open_answers(
+        answers=str(answers),
+        queries=str(queries),
+        template=str(JUDGE_TEMPLATE),
+        **outputs,
         model="m0",
-        judge=judge,
+        judge={**judge, "max_reasks": 2, "structured_output": "json_schema"},
+        bootstrap={"n_resamples": 200, "seed": 0},
         cache_dir=None,
-        n_boot=200,
     )
     assert len(read_jsonl(outputs["classified"])) == 3
     written = pd.read_csv(outputs["rates"])

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harmdrift.backends import BackendError, CachedBackend, OpenAIChatBackend, ResponseCache
-from harmdrift.generation import GenParams
+from harmdrift.backends import BackendError, CachedBackend, ResponseCache
+from harmdrift.backends.openai_backend import OpenAIChatBackend
+from harmdrift.core.decoding import GenParams
 
 pytestmark = pytest.mark.slow
 
@@ -123,8 +124,8 @@ def test_rationales_rule_through_the_server_then_from_the_cache(server, tiny_mod
     """The write_rationales rule's body, with an openai teacher, twice: the re-run pays nothing."""
     import json
 
-    from harmdrift.io import read_jsonl, write_jsonl
-    from harmdrift.rationales import run_rationales
+    from harmdrift.core.io import read_jsonl, write_jsonl
+    from harmdrift.distill.rules import write_rationales
 
     url, log = server
     root = Path(__file__).resolve().parents[2]
@@ -165,12 +166,13 @@ def test_rationales_rule_through_the_server_then_from_the_cache(server, tiny_mod
             name: str(tmp_path / f"{tag}.{name}.json")
             for name in ("rationales", "dropped", "summary", "usage")
         }
-        run_rationales(
-            items_path=str(tmp_path / "train.jsonl"),
-            teacher_template=str(root / "config/prompts/teacher_gold.txt"),
-            fix_template=str(root / "config/prompts/teacher_fix.txt"),
-            student_template=str(root / "config/prompts/binary.txt"),
-            outputs=outputs,
+        write_rationales(
+            split_items=str(tmp_path / "train.jsonl"),
+            teacher_prompt=str(root / "config/prompts/teacher_gold.txt"),
+            predict_prompt=None,
+            fix_prompt=str(root / "config/prompts/teacher_fix.txt"),
+            student_prompt=str(root / "config/prompts/binary.txt"),
+            **outputs,
             teacher=teacher,
             distill=distill,
             label_source="gold",
@@ -250,15 +252,15 @@ def test_the_judge_through_the_server_re_asks_then_records_garbage_as_unscored(
     """The random model never writes JSON: every verdict is re-asked max_reasks times, then unscored."""
     import json
 
-    from harmdrift.io import read_jsonl, write_jsonl
-    from harmdrift.judge import run_judge
+    from harmdrift.audit.rules import judge_pairs as judge_pairs_rule
+    from harmdrift.core.io import read_jsonl, write_jsonl
 
     url, log = server
     write_jsonl(tmp_path / "pairs.jsonl", judge_pairs(2))
     outputs = {"judgments": str(tmp_path / "judgments.jsonl"), "usage": str(tmp_path / "usage.json")}
     before = served_requests(log)
-    run_judge(
-        pairs=str(tmp_path / "pairs.jsonl"), template=str(JUDGE_TEMPLATE), outputs=outputs,
+    judge_pairs_rule(
+        pairs=str(tmp_path / "pairs.jsonl"), template=str(JUDGE_TEMPLATE), **outputs,
         judge=judge_section(url, tiny_model), delta=0.01, cache_dir=str(tmp_path / "cache"),
     )  # fmt: skip
     conversations, per_conversation = 2 * 2, 1 + 2  # two pairs, both orders; max_reasks 2
@@ -278,8 +280,8 @@ def test_the_judge_through_the_server_re_asks_then_records_garbage_as_unscored(
 
 def test_the_server_ignores_a_json_schema_response_format_with_a_warning(server, tiny_model, api_key):
     """transformers serve does not enforce ``response_format``: it is logged and the request answered."""
-    from harmdrift.judge import JudgeConfig, ask_judge
-    from harmdrift.prompts import load_template
+    from harmdrift.audit.judge import JudgeConfig, ask_judge
+    from harmdrift.core.prompts import load_template
 
     url, log = server
     template = load_template(JUDGE_TEMPLATE, ("question", "gold", "first", "second", "target", "other"))
@@ -382,8 +384,8 @@ def stub_server():
 
 
 def judge_stub(url: str, pairs: list[dict], **cfg):
-    from harmdrift.judge import TEMPLATE_SLOTS, JudgeConfig, ask_judge
-    from harmdrift.prompts import load_template
+    from harmdrift.audit.judge import TEMPLATE_SLOTS, JudgeConfig, ask_judge
+    from harmdrift.core.prompts import load_template
 
     template = load_template(JUDGE_TEMPLATE, TEMPLATE_SLOTS)
     backend = OpenAIChatBackend(

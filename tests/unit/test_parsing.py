@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harmdrift.parsing import (
+from harmdrift.core.parsing import (
     ABSTAIN,
     BINARY_STATUSES,
     MC_STATUSES,

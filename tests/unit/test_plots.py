@@ -10,20 +10,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from harmdrift.plots import (
-    FIGURE_NAMES,
+from harmdrift.core.vocab import FIGURES as FIGURE_NAMES
+from harmdrift.report.audit_figures import audit_figures, drift_by_severity, score_deltas
+from harmdrift.report.figures import (
     accuracy_by_model,
-    audit_figures,
     benchmark_heatmap,
-    drift_by_severity,
     loss_curves,
-    model_colour,
     open_domain_categories,
     plot_all,
-    score_deltas,
     yes_rate_vs_gold,
 )
-from harmdrift.results import main_results
+from harmdrift.report.main_table import main_results
+from harmdrift.report.plotting import model_colour
 
 MODELS = ("m0", "m_int", "m_dart")
 PNG_MAGIC = b"\x89PNG"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harmdrift.prompts import build_messages, load_template
+from harmdrift.core.prompts import build_messages, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEM = {"question": "Which group? (a) X (b) Y (c) Both"}
@@ -40,7 +40,7 @@ def test_template_with_unknown_placeholder_is_named(tmp_path):
 
 
 def test_upstream_first_option_typo_is_shown_as_a():
-    from harmdrift.prompts import display_question
+    from harmdrift.core.prompts import display_question
 
     question = "Should there be initiatives for X?\n(1) Group A (b) Group B (c) no initiatives are needed"
     assert display_question(question).endswith("\n(a) Group A (b) Group B (c) no initiatives are needed")

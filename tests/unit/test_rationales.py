@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from harmdrift.generation import GenParams
-from harmdrift.io import read_jsonl, write_jsonl
-from harmdrift.rationales import (
+from harmdrift.core.decoding import GenParams
+from harmdrift.core.io import read_jsonl, write_jsonl
+from harmdrift.distill.checks import (
     RationaleConfig,
     canonical_rationale,
     check_rationale,
     count_sentences,
     longest_quote,
-    write_rationales,
 )
+from harmdrift.distill.rationales import write_rationales
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = RationaleConfig()
@@ -220,7 +220,7 @@ def test_a_wrong_conclusion_is_never_overwritten(tmp_path):
 
 
 def test_problem_kinds_group_without_numbers():
-    from harmdrift.rationales import problem_kind
+    from harmdrift.distill.checks import problem_kind
 
     assert (
         problem_kind("copies 103 characters of the question (limit 39)")

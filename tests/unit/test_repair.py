@@ -8,21 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from harmdrift.backends import Completion, ScriptedBackend
-from harmdrift.generation import GenParams
-from harmdrift.io import DataError, read_jsonl, write_jsonl
-from harmdrift.rationales import RationaleConfig
-from harmdrift.repair import (
-    RepairConfig,
-    build_repair_set,
-    drift_reduction,
-    joint_penalty_weights,
-    read_drift_cases,
-    replay_count,
-    severity_weight,
-    write_repair_rationales,
-)
-from harmdrift.training import load_examples
+from harmdrift.backends import Completion
+from harmdrift.backends.scripted import ScriptedBackend
+from harmdrift.core.decoding import GenParams
+from harmdrift.core.io import DataError, read_jsonl, write_jsonl
+from harmdrift.core.stats import drift_reduction
+from harmdrift.distill.checks import RationaleConfig
+from harmdrift.repair.cases import read_drift_cases
+from harmdrift.repair.config import RepairConfig, severity_weight
+from harmdrift.repair.joint import joint_penalty_weights
+from harmdrift.repair.rationales import write_repair_rationales
+from harmdrift.repair.train_set import build_repair_set, replay_count
+from harmdrift.train.examples import load_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ROOT / "config" / "prompts"

@@ -8,21 +8,18 @@ import math
 import pandas as pd
 import pytest
 
-from harmdrift.io import DataError
-from harmdrift.results import (
+from harmdrift.core.io import DataError
+from harmdrift.core.stats import drift_reduction, format_p, format_pct
+from harmdrift.core.vocab import describe_model, order_models
+from harmdrift.report.main_table import (
     MAIN_COLUMNS,
     build_results_tables,
-    describe_model,
-    drift_reduction,
     drift_reduction_by_severity,
-    format_p,
-    format_pct,
     main_results,
-    main_results_markdown,
-    order_models,
-    paper_comparison,
     write_main_results,
 )
+from harmdrift.report.markdown import main_results_markdown
+from harmdrift.report.paper import paper_comparison
 
 METRICS_HEADER = (
     "model,benchmark,n,overall_acc,ci_low,ci_high,equal_acc,equal_ci_low,equal_ci_high,diff_acc,"

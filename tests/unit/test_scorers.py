@@ -9,19 +9,13 @@ import types
 
 import pytest
 
-from harmdrift import toxicity
-from harmdrift.toxicity import (
-    LABELS,
-    CachedScorer,
-    DetoxifyScorer,
-    EmbeddedToxicityScorer,
-    HFClassifierScorer,
-    ScorerConfig,
-    ToxicityScorer,
-    make_scorer,
-    score_key,
-    screen_score,
-)
+from harmdrift.scorers import detoxify as detoxify_scorer
+from harmdrift.scorers import make_scorer
+from harmdrift.scorers.base import ScorerConfig, ToxicityScorer, screen_score
+from harmdrift.scorers.cache import CachedScorer, score_key
+from harmdrift.scorers.detoxify import DetoxifyScorer
+from harmdrift.scorers.embedded import LABELS, EmbeddedToxicityScorer
+from harmdrift.scorers.hf import HFClassifierScorer
 
 WORDS = ["you", "are", "a", "idiot", "thanks", "that", "is", "fair", "point", "nice", "day", "bad"]
 TEXTS = ["you are a idiot", "thanks that is a fair point", "nice day"]
@@ -123,7 +117,7 @@ def test_detoxify_offline_fails_fast_with_the_download_url(fake_detoxify, monkey
     with pytest.raises(ConnectionError) as caught:
         DetoxifyScorer(ScorerConfig(kind="detoxify", label="toxicity"))
     message = str(caught.value)
-    assert toxicity.DETOXIFY_URLS["original"] in message
+    assert detoxify_scorer.DETOXIFY_URLS["original"] in message
     assert "audit.scorer.checkpoint" in message
     assert FakeDetoxify.built == []  # never reached the download
 
@@ -136,8 +130,8 @@ def test_offline_detection_uses_a_quick_connect(monkeypatch):
         seen.update(address=address, timeout=timeout)
         raise OSError("unreachable")
 
-    monkeypatch.setattr(toxicity.socket, "create_connection", refuse)
-    assert toxicity._is_offline() is True
+    monkeypatch.setattr(detoxify_scorer.socket, "create_connection", refuse)
+    assert detoxify_scorer._is_offline() is True
     assert seen == {"address": ("github.com", 443), "timeout": 2.0}
 
     class Connection:
@@ -147,8 +141,8 @@ def test_offline_detection_uses_a_quick_connect(monkeypatch):
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(toxicity.socket, "create_connection", lambda address, timeout: Connection())
-    assert toxicity._is_offline() is False
+    monkeypatch.setattr(detoxify_scorer.socket, "create_connection", lambda address, timeout: Connection())
+    assert detoxify_scorer._is_offline() is False
 
 
 def test_detoxify_with_local_checkpoint_scores_in_batches(fake_detoxify, tmp_path):

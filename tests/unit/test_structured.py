@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from harmdrift.backends import ScriptedBackend
 from harmdrift.backends.base import Completion
-from harmdrift.generation import GenParams
-from harmdrift.structured import SCORED, UNSCORED, Field, ask_structured, json_schema, parse_verdict
+from harmdrift.backends.scripted import ScriptedBackend
+from harmdrift.core.decoding import GenParams
+from harmdrift.lm.structured import SCORED, UNSCORED, Field, ask_structured, json_schema, parse_verdict
 
 FIELDS = (
     Field("drift", ("yes", "no"), "Did it drift?"),
@@ -140,7 +140,7 @@ def test_fields_with_many_options_are_chosen_by_letter_and_mapped_back():
 
 
 def test_a_local_reason_stops_after_its_first_sentence():
-    from harmdrift.structured import one_sentence_written
+    from harmdrift.lm.structured import one_sentence_written
 
     assert not one_sentence_written("It repeats a stereotype")
     assert one_sentence_written("It repeats a stereotype. And")

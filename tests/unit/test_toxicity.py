@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harmdrift.toxicity import LABELS, EmbeddedToxicityScorer, pad_front
+from harmdrift.scorers.embedded import LABELS, EmbeddedToxicityScorer, pad_front
 
 REFERENCE = json.loads((Path(__file__).parents[1] / "data" / "toxicity_reference.json").read_text())
 
@@ -36,7 +36,7 @@ def test_front_padding_and_truncation_keep_the_end():
 
 
 def test_tokenizer_pickle_cannot_run_code(tmp_path):
-    from harmdrift.toxicity import KerasWordTokenizer
+    from harmdrift.scorers.embedded import KerasWordTokenizer
 
     class Evil:
         def __reduce__(self):

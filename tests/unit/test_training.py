@@ -8,21 +8,17 @@ import json
 import pytest
 import torch
 
-from harmdrift.training import (
+from harmdrift.train.config import TrainConfig
+from harmdrift.train.examples import (
     IGNORE_INDEX,
-    TrainConfig,
     WeightedChatCollator,
-    attach_adapter,
-    batch_losses,
-    build_trainer,
     encode_example,
     encode_examples,
-    load_base_model,
     load_examples,
-    plot_loss,
-    train_adapter,
-    tune_for_speed,
 )
+from harmdrift.train.loss import batch_losses
+from harmdrift.train.model import attach_adapter, load_base_model, tune_for_speed
+from harmdrift.train.run import build_trainer, plot_loss, train_adapter
 
 REPLY = "yes so it is the same Conclusion: YES"
 FAST = {"lora_r": 4, "lora_alpha": 8, "dtype": "float32", "logging_steps": 1, "warmup_ratio": 0.0}
@@ -307,7 +303,7 @@ def test_outputs_are_written(trained):
         assert (out / name).stat().st_size > 0
     assert not (out / "checkpoints").exists()
     meta = json.loads((out / "train_config.json").read_text())
-    from harmdrift.data import file_sha256
+    from harmdrift.core.io import file_sha256
 
     assert meta["examples_sha256"] == file_sha256(trained["examples"])
     assert meta["counts"]["examples"] == 8 and meta["counts"]["dropped"] == 0
@@ -341,7 +337,7 @@ def test_continuing_starts_from_the_init_adapter(trained, tiny_model, tmp_path):
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(tiny_model, tmp_path, monkeypatch):
-    import harmdrift.training as training
+    import harmdrift.train.run as training
 
     examples = write_examples(tmp_path / "e.jsonl", repetitive_rows())
     cfg = TrainConfig(**FAST, batch_size=4, grad_accum=1, max_steps=3, save_steps=2)
@@ -387,7 +383,7 @@ def test_plot_loss_writes_a_png(tmp_path):
 
 
 def test_a_repair_round_with_nothing_to_repair_keeps_the_parent_adapter(tmp_path):
-    from harmdrift.training import run_training
+    from harmdrift.train.rules import train_adapter as train_adapter_rule
 
     parent = tmp_path / "m_int"
     parent.mkdir()
@@ -396,9 +392,9 @@ def test_a_repair_round_with_nothing_to_repair_keeps_the_parent_adapter(tmp_path
     empty = tmp_path / "train.jsonl"
     empty.write_text("")
     out = tmp_path / "m_dart"
-    summary = run_training(
-        examples_path=empty,
-        out_dir=out,
+    summary = train_adapter_rule(
+        examples=empty,
+        adapter=out / "adapter_model.safetensors",
         training={},
         student={},
         load_path="unused",
@@ -412,10 +408,16 @@ def test_a_repair_round_with_nothing_to_repair_keeps_the_parent_adapter(tmp_path
     assert (out / "loss.csv").read_text().startswith("step,")
 
 
-def test_an_empty_training_file_without_a_parent_adapter_is_an_error(tmp_path):
-    from harmdrift.training import run_training
+def test_an_empty_training_file_without_a_parent_adapter_is_an_error(tmp_path, default_config):
+    from harmdrift.train.rules import train_adapter as train_adapter_rule
 
     empty = tmp_path / "train.jsonl"
     empty.write_text("")
     with pytest.raises(ValueError, match="no training examples"):
-        run_training(examples_path=empty, out_dir=tmp_path / "out", training={}, student={}, load_path="x")
+        train_adapter_rule(
+            examples=empty,
+            adapter=tmp_path / "out" / "adapter_model.safetensors",
+            training=default_config["training"],
+            student=default_config["student"],
+            load_path="x",
+        )

@@ -1,33 +1,43 @@
 """Chat back-ends for the teacher and the judge, behind one small interface.
 
-    backend = get_backend(BackendConfig.from_dict(config["teacher"]), cache_dir=config["cache_dir"])
-    replies = backend.complete(conversations, params, keys=ids)
-    write_usage("results/teacher/usage.json", backend)
+    from harmdrift.config import chat_backend, section_params
 
-Heavy dependencies (torch, transformers, openai) are imported only when a back-end of
-that kind is used, so each rule's environment stays small.
+    backend = chat_backend(config["teacher"], cache_dir=config["cache_dir"])
+    replies = backend.complete(conversations, section_params(config["teacher"]), keys=ids)
+    write_usage("results/rationales/usage.json", backend)
+
+The registry names each back-end's factory as "module:function" and imports it only when
+that back-end is asked for, so importing this package (or ``backends.base``) pulls in
+neither torch/transformers nor openai/tqdm, and each rule's environment stays small.
+A new back-end is one module here plus one line in ``BACKENDS``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from importlib import import_module
 
 from harmdrift.backends.base import BackendConfig, BackendError, ChatBackend, Completion
 from harmdrift.backends.cache import DEFAULT_CACHE_DIR, CachedBackend, ResponseCache, cache_key
-from harmdrift.backends.hf_backend import HFChatBackend, make_hf_backend
-from harmdrift.backends.openai_backend import OpenAIChatBackend, make_openai_backend
-from harmdrift.backends.scripted import ScriptedBackend, make_scripted_backend
-from harmdrift.io import write_json
+from harmdrift.core.io import write_json
 
 logger = logging.getLogger(__name__)
 
-BACKENDS: dict[str, Callable[[BackendConfig], ChatBackend]] = {
-    "hf": make_hf_backend,  # a local or hub model; torch/transformers load on first use
-    "openai": make_openai_backend,  # any OpenAI-compatible server via base_url
-    "scripted": make_scripted_backend,  # canned replies, for unit tests only
+BACKENDS: dict[str, str] = {
+    "hf": "harmdrift.backends.hf_backend:make_hf_backend",  # a local, hub or embedded model
+    "openai": "harmdrift.backends.openai_backend:make_openai_backend",  # any OpenAI-compatible server
+    "scripted": "harmdrift.backends.scripted:make_scripted_backend",  # canned replies, unit tests only
 }
+
+
+def backend_factory(name: str):
+    """The factory registered for back-end ``name``, imported on first use."""
+    if name not in BACKENDS:
+        raise ValueError(f"config key backend: unknown backend {name!r}; known: {sorted(BACKENDS)}")
+    module, function = BACKENDS[name].split(":")
+    return getattr(import_module(module), function)
+
 
 __all__ = [
     "BACKENDS",
@@ -37,10 +47,8 @@ __all__ = [
     "CachedBackend",
     "ChatBackend",
     "Completion",
-    "HFChatBackend",
-    "OpenAIChatBackend",
     "ResponseCache",
-    "ScriptedBackend",
+    "backend_factory",
     "cache_key",
     "get_backend",
     "write_usage",
@@ -57,9 +65,7 @@ def get_backend(cfg: BackendConfig, cache_dir: str | os.PathLike | None = None) 
     Raises:
         ValueError: for a back-end name that is not registered.
     """
-    if cfg.backend not in BACKENDS:
-        raise ValueError(f"config key backend: unknown backend {cfg.backend!r}; known: {sorted(BACKENDS)}")
-    backend = BACKENDS[cfg.backend](cfg)
+    backend = backend_factory(cfg.backend)(cfg)
     logger.info("chat backend %s: %s", cfg.backend, backend.describe())
     if cfg.cache and cache_dir is not None:
         return CachedBackend(backend, ResponseCache(cache_dir))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol, runtime_checkable
 
-from harmdrift.generation import GenParams
+from harmdrift.core.decoding import GenParams
 
 StopCheck = Callable[[str], bool]
 

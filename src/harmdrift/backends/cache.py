@@ -10,7 +10,6 @@ on a local disk: put ``cache_dir`` on NFS and locking is not to be trusted.)
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import sqlite3
 import time
@@ -18,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from harmdrift.backends.base import ChatBackend, Completion, StopCheck, check_keys
-from harmdrift.generation import GenParams
+from harmdrift.core.decoding import GenParams
+from harmdrift.core.io import canonical_json
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,6 @@ CREATE TABLE IF NOT EXISTS completions (
     created_at TEXT NOT NULL
 )
 """
-
-
-def canonical_json(obj: object) -> str:
-    """JSON with sorted keys and no whitespace: equal objects give byte-equal text."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def request_record(

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harmdrift.backends.base import BackendConfig, Completion, StopCheck, UsageTotals, check_keys
-from harmdrift.generation import GenParams
-from harmdrift.models import model_provenance, parse_model_spec, resolve_load_path
+from harmdrift.core.decoding import GenParams
+from harmdrift.lm.engine import HFGenerator, HFModelConfig
+from harmdrift.lm.refs import model_provenance, parse_model_spec, resolve_load_path
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,6 @@ class HFChatBackend:
 
     def _load(self):
         if self._generator is None:
-            from harmdrift.generation import HFGenerator, HFModelConfig
-
             model_cfg = HFModelConfig(
                 model=self.load_path,
                 revision=self.cfg.revision,

@@ -28,7 +28,7 @@ from harmdrift.backends.base import (
     check_keys,
     truncate_at_stop,
 )
-from harmdrift.generation import GenParams
+from harmdrift.core.decoding import GenParams
 
 logger = logging.getLogger(__name__)
 

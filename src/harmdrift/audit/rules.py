@@ -1,0 +1,99 @@
+"""Rule functions of Stage II (one per Snakemake rule, named after it)."""
+
+from __future__ import annotations
+
+import logging
+
+from harmdrift.audit.check_set import run_check_set
+from harmdrift.audit.judge import write_judgments
+from harmdrift.audit.pairs import write_pairs
+from harmdrift.audit.table import write_audit
+from harmdrift.backends import write_usage
+from harmdrift.config import audit_scorer, chat_backend, judge_config
+from harmdrift.core.io import write_json
+from harmdrift.core.runtime import set_threads
+from harmdrift.report.audit_figures import audit_figures
+
+logger = logging.getLogger(__name__)
+
+
+def pair_answers(
+    *, base: str, tuned: str, split_items: str, pairs: str, scorer: dict, delta: float, max_chars: int,
+    cache_dir: str,
+) -> dict:  # fmt: skip
+    """Rule pair_answers: pair M0's and a tuned model's answers, score both and screen.
+
+    Args:
+        base, tuned: M0's and the tuned model's binary answers on the audit split.
+        split_items: the audit split's items.
+        pairs: the JSONL to write.
+        scorer: the ``audit.scorer`` section; delta, max_chars: the screen's settings.
+        cache_dir: where scores are cached.
+    """
+    toxicity, label = audit_scorer(scorer, cache_dir)
+    logger.info("scorer: %s", toxicity.describe())
+    return write_pairs(
+        base, tuned, split_items, pairs, scorer=toxicity, label=label, delta=delta, max_chars=max_chars
+    )
+
+
+def judge_check(
+    *, check_set: str, template: str, check: str, judge: dict, cache_dir: str, threads: int | None = None
+) -> dict:
+    """Rule judge_check: measure the configured judge on the labelled check pairs."""
+    set_threads(threads)
+    cfg = judge_config(judge)
+    if cfg.backend == "none":
+        summary = {"accuracy": None, "n": 0, "floor": cfg.check_floor, "below_floor": False,
+                   "order_agreement": None, "judge": {"backend": "none"}, "items": []}  # fmt: skip
+        write_json(check, summary)
+        return summary
+    return run_check_set(chat_backend(judge, cache_dir), check_set, template, cfg, check)
+
+
+def judge_pairs(
+    *, pairs: str, template: str, judgments: str, usage: str, judge: dict, delta: float, cache_dir: str,
+    threads: int | None = None,
+) -> dict:  # fmt: skip
+    """Rule judge_pairs: the judge's verdict on each screened pair, in both orders."""
+    set_threads(threads)
+    cfg = judge_config(judge)
+    if cfg.backend == "none":
+        result = write_judgments(pairs, template, judgments, backend=None, cfg=cfg, delta=delta)
+        write_json(usage, {"backend": "none", "requests": 0})
+        return result
+    backend = chat_backend(judge, cache_dir)
+    try:
+        return write_judgments(pairs, template, judgments, backend=backend, cfg=cfg, delta=delta)
+    finally:
+        write_usage(usage, backend)
+
+
+def audit_table(
+    *, pairs: str, judgments: str, check: str, csv: str, summary: str, summary_md: str, deltas_png: str,
+    deltas_pdf: str, counts_png: str, counts_pdf: str, model: str, split: str, protocol: str, audit: dict,
+) -> dict:  # fmt: skip
+    """Rule audit_table: the audit table, its summary (JSON, Markdown) and its two figures.
+
+    Args:
+        pairs, judgments, check: the pairing, the judge's verdicts and the judge's check result.
+        csv, summary, summary_md: the table and its summary.
+        deltas_png, deltas_pdf, counts_png, counts_pdf: the audit's figures.
+        model: the audited model; split, protocol: where it was audited.
+        audit: the ``audit`` config section.
+    """
+    judge = audit["judge"]
+    meta = {
+        "delta": audit["delta"],
+        "max_chars": audit["max_chars"],
+        "combine": judge["combine"],
+        "scope": judge["scope"],
+        "scorer": dict(audit["scorer"]),
+        "judge": {"backend": judge["backend"], "model": judge["model"], "base_url": judge.get("base_url")},
+    }
+    outputs = {"csv": csv, "summary": summary, "summary_md": summary_md}
+    result = write_audit(
+        pairs, judgments, check, outputs, model=model, split=split, protocol=protocol, meta=meta
+    )
+    audit_figures(csv, summary, deltas_png, deltas_pdf, counts_png, counts_pdf)
+    return result

@@ -1,0 +1,153 @@
+"""The audit table and its summary: one row per pair, counts by severity, category and benchmark."""
+
+from __future__ import annotations
+
+import logging
+
+from harmdrift.core.io import read_jsonl, write_json
+
+logger = logging.getLogger(__name__)
+
+SEVERITY_ORDER = ("minor", "moderate", "severe", "extreme")
+ORDER_COLUMNS = ("drift", "category", "severity", "reason")
+AUDIT_COLUMNS = [
+    "id", "benchmark", "condition", "gold", "pred_base", "pred_tuned", "correct_base", "correct_tuned",
+    "score_base", "score_tuned", "delta", "screened", "judge_status",
+    *[f"{c}_{o}" for o in ("ab", "ba") for c in ORDER_COLUMNS],
+    "orders_agree", "drift", "category", "severity", "reason",
+]  # fmt: skip
+
+
+def _order_columns(verdict: dict | None, order: str) -> dict:
+    if verdict is None:
+        return {f"{c}_{order}": None for c in ORDER_COLUMNS}
+    return {f"{c}_{order}": verdict.get(c) for c in ORDER_COLUMNS}
+
+
+def audit_rows(pairs: list[dict], judgments: list[dict]) -> list[dict]:
+    """One row per audited item: both sides, the screen, each order's verdict and the combined one."""
+    by_id = {j["id"]: j for j in judgments}
+    rows = []
+    for pair in pairs:
+        judged = by_id.get(pair["id"])
+        combined = judged["combined"] if judged else None
+        status = combined["status"] if combined else "not_screened"
+        row = {
+            "id": pair["id"],
+            "benchmark": pair["benchmark"],
+            "condition": pair["condition"],
+            "gold": pair["gold_label"],
+            "pred_base": pair["base"]["prediction"],
+            "pred_tuned": pair["tuned"]["prediction"],
+            "correct_base": pair["base"]["prediction"] == pair["gold_label"],
+            "correct_tuned": pair["tuned"]["prediction"] == pair["gold_label"],
+            "score_base": pair["base"]["score"],
+            "score_tuned": pair["tuned"]["score"],
+            "delta": pair["delta"],
+            "screened": pair["screened"],
+            "judge_status": status,
+            **_order_columns(judged.get("ab") if judged else None, "ab"),
+            **_order_columns(judged.get("ba") if judged else None, "ba"),
+            "orders_agree": combined.get("orders_agree") if combined else None,
+            "drift": bool(combined and combined["drift"]),
+            "category": combined.get("category") if combined else None,
+            "severity": combined.get("severity") if combined else None,
+            "reason": combined.get("reason") if combined else None,
+        }
+        rows.append(row)
+    return rows
+
+
+def audit_summary(rows: list[dict], *, model: str, split: str, protocol: str, check: dict, **meta) -> dict:
+    """Counts by severity, category and benchmark, the judge's order agreement and check-set result."""
+    drift = [r for r in rows if r["drift"]]
+    judged = [r for r in rows if r["judge_status"] not in ("not_screened",)]
+    agree = [r["orders_agree"] for r in rows if r["orders_agree"] is not None]
+    benchmarks = sorted({r["benchmark"] for r in rows})
+    categories = sorted({r["category"] for r in drift if r["category"]})
+    return {
+        "model": model,
+        "base": "m0",
+        "split": split,
+        "protocol": protocol,
+        "n_pairs": len(rows),
+        "n_screened": sum(r["screened"] for r in rows),
+        "n_judged": len(judged),
+        "n_unscored": sum(r["judge_status"] == "unscored" for r in rows),
+        "n_drift": len(drift),
+        "by_severity": {s: sum(r["severity"] == s for r in drift) for s in SEVERITY_ORDER},
+        "by_category": {c: sum(r["category"] == c for r in drift) for c in categories},
+        "by_benchmark": {b: sum(r["benchmark"] == b for r in drift) for b in benchmarks},
+        "order_agreement": sum(agree) / len(agree) if agree else None,
+        "mean_delta": sum(r["delta"] for r in rows) / len(rows) if rows else None,
+        "check_set": {k: check.get(k) for k in ("accuracy", "n", "floor", "below_floor", "order_agreement")},
+        **meta,
+    }
+
+
+def summary_markdown(summary: dict) -> str:
+    """A short human-readable version of the audit summary."""
+    check = summary["check_set"]
+    lines = [f"# Harm-drift audit: {summary['model']} vs M0", ""]
+    if check.get("below_floor"):
+        lines += [
+            f"> **WARNING: the judge scored {check['accuracy']:.0%} on its {check['n']}-pair check set, "
+            f"below the floor of {check['floor']:.0%}. Its drift verdicts are not trustworthy.**",
+            "",
+        ]
+    agreement = summary["order_agreement"]
+    lines += [
+        f"- Split audited: `{summary['split']}` ({summary['protocol']} protocol), "
+        f"{summary['n_pairs']} pairs.",
+        f"- Screened (score increase > {summary['delta']}): {summary['n_screened']}; judged: "
+        f"{summary['n_judged']}; unscored: {summary['n_unscored']}.",
+        f"- Confirmed drift: **{summary['n_drift']}** (combine rule `{summary['combine']}`).",
+        "- By severity: " + ", ".join(f"{k} {v}" for k, v in summary["by_severity"].items()) + ".",
+        "- By category: "
+        + (", ".join(f"{k} {v}" for k, v in summary["by_category"].items()) or "none")
+        + ".",
+        "- Judge order agreement: " + ("n/a" if agreement is None else f"{agreement:.0%}") + ".",
+        "- Judge check-set accuracy: "
+        + ("n/a (classifier-only audit)" if check.get("accuracy") is None else f"{check['accuracy']:.0%}")
+        + ".",
+        "",
+        "| benchmark | drift |",
+        "|---|---|",
+        *[f"| {b} | {n} |" for b, n in summary["by_benchmark"].items()],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_audit(
+    pairs_path,
+    judgments_path,
+    check_path,
+    outputs: dict,
+    *,
+    model: str,
+    split: str,
+    protocol: str,
+    meta: dict,
+) -> dict:
+    """Assemble ``audit.csv`` and the summary (JSON and Markdown); the figures are drawn by report/."""
+    import json
+
+    import pandas as pd
+
+    pairs = read_jsonl(pairs_path)
+    judgments = read_jsonl(judgments_path)
+    with open(check_path, encoding="utf-8") as fh:
+        check = json.load(fh)
+    rows = audit_rows(pairs, judgments)
+    table = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+    table.to_csv(outputs["csv"], index=False)
+    summary = audit_summary(rows, model=model, split=split, protocol=protocol, check=check, **meta)
+    write_json(outputs["summary"], summary)
+    with open(outputs["summary_md"], "w", encoding="utf-8") as fh:
+        fh.write(summary_markdown(summary))
+    logger.info(
+        "audit %s: %d pairs, %d screened, %d drift %s",
+        model, summary["n_pairs"], summary["n_screened"], summary["n_drift"], summary["by_severity"],
+    )  # fmt: skip
+    return summary

@@ -1,0 +1,115 @@
+"""Statistics shared by the stages and the report: the scenario bootstrap, percentile
+intervals, drift reduction, and how numbers are printed in tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from harmdrift.core.vocab import ALL
+
+CI_LEVEL = 0.95
+
+
+def check_n_boot(n_boot: int) -> None:
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+
+
+# --- bootstrap --------------------------------------------------------------------------
+
+
+def scenario_sums(scenario_ids: pd.Series, stats: np.ndarray) -> np.ndarray:
+    """Sum each statistic over the items of each scenario: shape (scenarios, statistics)."""
+    # Sorted codes make the draws independent of row order: the same rows in any order give
+    # the same intervals.
+    codes, uniques = pd.factorize(scenario_ids, sort=True)
+    return np.column_stack(
+        [np.bincount(codes, weights=stats[:, j], minlength=len(uniques)) for j in range(stats.shape[1])]
+    )
+
+
+def resample_sums(cluster_sums: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Totals of each statistic in ``n_boot`` resamples of the clusters: shape (n_boot, statistics).
+
+    Each resample is turned into a count of how often each cluster was drawn, so the totals are
+    one matrix product rather than a Python loop over resamples.
+    """
+    k = len(cluster_sums)
+    draws = rng.integers(0, k, size=(n_boot, k))
+    flat = (draws + (np.arange(n_boot) * k)[:, None]).ravel()
+    counts = np.bincount(flat, minlength=n_boot * k).reshape(n_boot, k)
+    return counts @ cluster_sums
+
+
+def bootstrap_totals(
+    benchmarks: pd.Series, scenarios: pd.Series, stats: np.ndarray, n_boot: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Resampled totals per benchmark (scenarios resampled within it) and pooled under ALL."""
+    rng = np.random.default_rng(seed)
+    totals = {}
+    # Sorted order fixes which benchmark consumes which random numbers, so results are
+    # reproducible whatever order the rows arrive in.
+    for bench in sorted(benchmarks.unique()):
+        mask = (benchmarks == bench).to_numpy()
+        totals[bench] = resample_sums(scenario_sums(scenarios[mask], stats[mask]), n_boot, rng)
+    totals[ALL] = sum(totals.values())
+    return totals
+
+
+def ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.divide(numerator, denominator, dtype=float)
+
+
+def percentile_ci(numerator: np.ndarray, denominator: np.ndarray) -> tuple[float, float]:
+    """Percentile interval of a ratio over resamples.
+
+    Resamples whose denominator is zero (no item of that kind drawn) are left out.
+    """
+    values = ratio(numerator, denominator)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    tail = (1 - CI_LEVEL) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def drift_reduction(n_before: int, n_after: int) -> float | None:
+    """Relative drop in drift cases, ``1 - after / before``; None when there were none before.
+
+    Negative when drift grew (DART reports -72.6% drift cases of M_DART against M_int as a
+    reduction of 0.726).
+    """
+    if n_before < 0 or n_after < 0:
+        raise ValueError(f"drift counts must be >= 0, got {n_before} and {n_after}")
+    if n_before == 0:
+        return None
+    return 1 - n_after / n_before
+
+
+# --- markdown ---------------------------------------------------------------------------
+
+
+def is_missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def format_pct(value, low=None, high=None) -> str:
+    """A share as a percentage with one decimal, with its interval: ``"43.0 [34.6, 51.5]"``."""
+    if is_missing(value):
+        return "n/a"
+    text = f"{100 * float(value):.1f}"
+    if not (is_missing(low) or is_missing(high)):
+        text += f" [{100 * float(low):.1f}, {100 * float(high):.1f}]"
+    return text
+
+
+def format_p(value) -> str:
+    """A p-value in short scientific form (``"1.8e-15"``); "n/a" when missing."""
+    if is_missing(value):
+        return "n/a"
+    return f"{float(value):.1e}"

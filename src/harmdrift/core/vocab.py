@@ -1,0 +1,131 @@
+"""The pipeline's fixed names, each written once.
+
+Benchmarks, splits, labels, severities, categories, framings, model names (with their order,
+description and colour) and figure names live here. ``rules/common.smk`` reads this module
+too, so a name changed here changes in the workflow, the tables and the figures at once.
+"""
+
+from __future__ import annotations
+
+# --- data ---------------------------------------------------------------------------------
+
+BENCHMARKS = ("D1", "D2", "D3", "D4", "N1", "N2", "N3", "N4")
+SPLITS = ("train", "val", "test")
+CONDITIONS = ("diff", "equal")
+# DART's binary target follows from the condition alone.
+GOLD_LABEL = {"diff": "YES", "equal": "NO"}
+# The benchmark's first letter says which half of the suite it belongs to.
+CATEGORY = {"D": "descriptive", "N": "normative"}
+# The pooled row of every per-benchmark table.
+ALL = "ALL"
+
+# --- prompts ------------------------------------------------------------------------------
+
+FRAMINGS = ("binary", "mc", "open")  # open: free-text open-domain answers
+
+# --- Stage I: which label the teacher is told ----------------------------------------------
+
+# One concept, one table: the rationale set (file name under results/rationales/), the
+# label source the teacher is given, and the model trained on it.
+LABEL_SOURCES = ("gold", "predicted")
+RATIONALE_SETS = {"distill": "gold", "predlabel": "predicted"}
+
+# --- Stage II: the judge's scale ----------------------------------------------------------
+
+DRIFT_CATEGORIES = ("repeats_harm", "normalises_assumption", "omits_harm")
+SEVERITIES = ("minor", "moderate", "severe", "extreme")
+
+# --- open-domain queries ------------------------------------------------------------------
+
+APPROPRIATE = "appropriate_differentiation"
+OPEN_REFUSAL = "refusal"
+GENERIC_EQUAL = "generic_equal"
+INAPPROPRIATE = "inappropriate_differentiation"
+OPEN_DOMAIN_CATEGORIES = (APPROPRIATE, OPEN_REFUSAL, GENERIC_EQUAL, INAPPROPRIATE)
+DIFFERENTIATE, OPEN_EQUAL = "differentiate", "equal"
+OPEN_EXPECTED = (DIFFERENTIATE, OPEN_EQUAL)
+DOMAINS = ("medical", "legal", "policy", "education")
+# The category that counts as the right behaviour for each expectation. For an "equal"
+# query the right answer says the groups are treated the same, which the judge files
+# under generic_equal.
+RIGHT_CATEGORY = {DIFFERENTIATE: APPROPRIATE, OPEN_EQUAL: GENERIC_EQUAL}
+
+# --- models -------------------------------------------------------------------------------
+
+BASE_MODEL = "m0"
+REFERENCE_MODEL = "m_int"  # Stage I's model: what repair and drift reduction compare with
+REPAIR_MODEL = "m_dart"
+PREDLABEL_MODEL = "m_int_predlabel"
+JOINT_MODEL = "m_joint"
+_REPAIR_ROUND_PREFIX = "m_dart_r"
+
+# name: (description, position in tables and figures, colour in figures)
+MODELS = {
+    BASE_MODEL: ("base model, no fine-tuning", 0, "#7f7f7f"),
+    REFERENCE_MODEL: ("Stage I: label-conditioned distillation (gold-label teacher)", 1, "#d62728"),
+    REPAIR_MODEL: ("Stage III: severity-weighted repair of M_int (round 1)", 2, "#2ca02c"),
+    PREDLABEL_MODEL: (
+        "ablation: Stage I with a teacher conditioned on predicted, not gold, labels",
+        4,
+        "#ff7f0e",
+    ),
+    JOINT_MODEL: (
+        "ablation: one joint stage from M0 with toxicity-regularised example weights",
+        5,
+        "#9467bd",
+    ),
+}
+MODEL_NOTES = {name: note for name, (note, _, _) in MODELS.items()}
+MODEL_COLOURS = {name: colour for name, (_, _, colour) in MODELS.items()}
+# Stage I models and the rationale set each learns from.
+STAGE1_MODELS = {REFERENCE_MODEL: "distill", PREDLABEL_MODEL: "predlabel"}
+
+
+def repair_model(round_: int) -> str:
+    """The model repair round ``round_`` produces: m_dart, then m_dart_r2, m_dart_r3, ..."""
+    return REPAIR_MODEL if round_ == 1 else f"{_REPAIR_ROUND_PREFIX}{round_}"
+
+
+def repair_round(model: str) -> int | None:
+    """K for an iterative-repair model ``m_dart_rK``, else None."""
+    suffix = model.removeprefix(_REPAIR_ROUND_PREFIX)
+    return int(suffix) if suffix != model and suffix.isdigit() else None
+
+
+def describe_model(model: str) -> str:
+    """One-line description of a model name; repair rounds ``m_dart_rK`` are recognised by prefix."""
+    if model in MODEL_NOTES:
+        return MODEL_NOTES[model]
+    if repair_round(model) is not None:
+        return f"Stage III: iterative repair, round {repair_round(model)}"
+    return "model not described in MODEL_NOTES"
+
+
+def _order_key(model: str) -> tuple[int, int, str]:
+    # Pipeline order first (base, Stage I, repair rounds), then the ablations, then anything else.
+    if model in MODELS:
+        return MODELS[model][1], 0, model
+    if repair_round(model) is not None:
+        return 3, repair_round(model), model
+    return 6, 0, model
+
+
+def order_models(models) -> list[str]:
+    """Models in one consistent order for tables and figures: m0, m_int, m_dart, rounds, ablations."""
+    return sorted(dict.fromkeys(models), key=_order_key)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+# Figures of the whole run: results/figures/<name>.png and .pdf.
+FIGURES = (
+    "accuracy_by_model",
+    "benchmark_heatmap",
+    "drift_by_severity",
+    "score_deltas",
+    "open_domain_categories",
+    "loss_curves",
+    "yes_rate_vs_gold",
+)
+# Figures of one model's audit: results/audit/<model>/<name>.png and .pdf.
+AUDIT_FIGURES = ("score_deltas", "drift_counts")

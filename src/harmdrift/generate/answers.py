@@ -1,0 +1,189 @@
+"""One model answers one split in one framing: prompts, generation, parsing, resumable output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from harmdrift.core.decoding import GenParams
+from harmdrift.core.io import DataError, iter_jsonl, read_jsonl, write_jsonl
+from harmdrift.core.parsing import ParseResult, conclusion_written, mc_answer_written, parse_binary, parse_mc
+from harmdrift.core.prompts import build_messages, load_template
+from harmdrift.core.vocab import FRAMINGS
+from harmdrift.lm.engine import HFGenerator
+
+logger = logging.getLogger(__name__)
+
+# Item fields carried into every answer record, so later stages need no join.
+ITEM_FIELDS = (
+    "id",
+    "benchmark",
+    "category",
+    "condition",
+    "scenario_id",
+    "gold_label",
+    "correct_option",
+    "split",
+    "reconstructed",
+)
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    """What a generation job needs besides the model itself."""
+
+    framing: str
+    model_name: str  # the pipeline's name for the model: m0, m_int, ...
+    params: GenParams
+    stop_at_answer: bool = True
+
+    def __post_init__(self) -> None:
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {FRAMINGS}, got {self.framing!r}")
+
+
+def stop_check(framing: str):
+    """The cheap test that ends a reply once its answer is on the page (none for free text)."""
+    return {"binary": conclusion_written, "mc": mc_answer_written}.get(framing)
+
+
+def parse_reply(framing: str, text: str, item: dict):
+    """Parse a reply in the item's framing (3-way parsing may match option text).
+
+    Open-domain answers are free text: the judge reads them later, nothing is parsed here.
+    """
+    if framing == "binary":
+        return parse_binary(text)
+    if framing == "open":
+        return ParseResult(None, "free_text")
+    return parse_mc(text, item.get("options"))
+
+
+def fingerprint(provenance: dict, decoding: dict, prompt_text: str) -> str:
+    """Hash of everything that determines a record; checkpointed records must match it."""
+    blob = json.dumps([provenance, decoding, prompt_text], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _load_checkpoint(path: Path, wanted: dict[str, str]) -> dict[str, dict]:
+    """Records from an earlier, interrupted run that still match their fingerprint."""
+    if not path.exists():
+        return {}
+    kept: dict[str, dict] = {}
+    stale = 0
+    try:
+        for _, record in iter_jsonl(path):
+            if wanted.get(record.get("id")) == record.get("fingerprint"):
+                kept[record["id"]] = record
+            else:
+                stale += 1
+    except DataError as err:
+        # A crash can cut the last line short; what was read before it is still good.
+        logger.warning("checkpoint %s ends in a damaged line (%s); keeping %d records", path, err, len(kept))
+    logger.info("resuming from %s: %d records reused, %d stale ones ignored", path, len(kept), stale)
+    return kept
+
+
+def generate_answers(
+    items_path: str | Path,
+    template_path: str | Path,
+    out_path: str | Path,
+    *,
+    cfg: AnswerConfig,
+    generator: HFGenerator,
+    provenance: dict,
+) -> dict:
+    """Answer every item in ``items_path`` and write the records to ``out_path``.
+
+    Args:
+        items_path: a split file written by the write_splits rule.
+        template_path: the framing's prompt template.
+        out_path: the JSONL to write (atomically, in item order).
+        cfg: framing, model name and decoding settings.
+        generator: a loaded model.
+        provenance: the model's provenance record, copied into every row.
+
+    Returns:
+        Counts: items, reused from checkpoint, parse statuses, finish reasons.
+
+    Raises:
+        DataError: when the split file is empty.
+    """
+    items = read_jsonl(items_path)
+    if not items:
+        raise DataError(f"{items_path}: the split has no items; check data.split in the config")
+    template = load_template(template_path)
+    decoding = {
+        **cfg.params.as_dict(),
+        "framing": cfg.framing,
+        "stop_at_answer": cfg.stop_at_answer,
+        "dtype": generator.dtype_name,
+        "device": generator.device,
+        # Batch composition changes padding, which nudges low-precision logits.
+        "batch_size": generator.cfg.batch_size,
+        "sort_by_length": generator.cfg.sort_by_length,
+    }
+    conversations = [build_messages(item, template) for item in items]
+    prompt_texts = [generator.render(c) for c in conversations]
+    prints = {
+        item["id"]: fingerprint(provenance, decoding, text)
+        for item, text in zip(items, prompt_texts, strict=True)
+    }
+    out_path = Path(out_path)
+    checkpoint = out_path.with_name(out_path.name + ".partial")
+    done = _load_checkpoint(checkpoint, prints)
+    todo = [i for i, item in enumerate(items) if item["id"] not in done]
+    stop = stop_check(cfg.framing) if cfg.stop_at_answer else None
+
+    def record_for(index: int, generation) -> dict:
+        item = items[index]
+        parsed = parse_reply(cfg.framing, generation.text, item)
+        return {
+            **{k: item.get(k) for k in ITEM_FIELDS},
+            "model": cfg.model_name,
+            "framing": cfg.framing,
+            "prompt": conversations[index],
+            "raw_output": generation.text,
+            "prediction": parsed.prediction,
+            "parse_status": parsed.status,
+            "n_new_tokens": generation.n_new_tokens,
+            "finish_reason": generation.finish_reason,
+            "decoding": decoding,
+            "provenance": provenance,
+            "fingerprint": prints[item["id"]],
+        }
+
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    with checkpoint.open("a", encoding="utf-8") as sink:
+
+        def save_batch(batch: list[int], generations: list) -> None:
+            for local, generation in zip(batch, generations, strict=True):
+                record = record_for(todo[local], generation)
+                done[record["id"]] = record
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sink.flush()
+
+        if todo:
+            generator.generate(
+                [conversations[i] for i in todo],
+                cfg.params,
+                keys=[items[i]["id"] for i in todo],
+                stop=stop,
+                on_batch=save_batch,
+                desc=f"{cfg.model_name} {cfg.framing} {Path(items_path).stem}",
+            )
+    records = [done[item["id"]] for item in items]
+    write_jsonl(out_path, records)
+    checkpoint.unlink(missing_ok=True)
+    summary = {
+        "items": len(records),
+        "reused_from_checkpoint": len(items) - len(todo),
+        "parse_status": dict(Counter(r["parse_status"] for r in records)),
+        "finish_reason": dict(Counter(r["finish_reason"] for r in records)),
+    }
+    logger.info("wrote %s: %s", out_path, summary)
+    return summary

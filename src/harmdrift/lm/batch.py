@@ -1,0 +1,171 @@
+"""The live batch of the continuous-batching engine: rows, their KV cache, and merging new rows in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harmdrift.core.decoding import GenParams
+from harmdrift.lm.sampler import TokenSampler
+
+
+@dataclass
+class _Row:
+    """One reply being written: where it goes, its prompt, its random stream and its tokens."""
+
+    index: int
+    prompt: list[int]
+    stream: object
+    written: list[int]
+    reason: str | None = None  # set once finished: "stop", "eos" or "length"
+
+
+class _LiveBatch:
+    """The rows currently decoding together, with their shared KV cache.
+
+    Rows finish at very different lengths. transformers' generate() keeps finished rows in
+    the batch until the longest reply ends, and on a CPU most of that work is wasted. Here
+    finished rows are dropped and their slots refilled with waiting prompts (continuous
+    batching), so the batch stays full. Each compaction copies the cache once, so it is done
+    when a quarter of the slots are free rather than after every finished row.
+    """
+
+    def __init__(self, owner, params: GenParams, stop) -> None:
+        # owner: the HFGenerator running this batch (its model, tokenizer and sampler).
+        self.model = owner.model
+        self.tokenizer = owner.tokenizer
+        self.eos_ids = owner.eos_ids()
+        self.sampler = TokenSampler(params)
+        self.params = params
+        self.stop = stop
+        self.rows: list[_Row] = []
+        self.cache = None
+        self.mask = None
+        self.last_position = None
+        self.next_ids = None
+
+    @property
+    def finished(self) -> int:
+        return sum(row.reason is not None for row in self.rows)
+
+    def _accept(self, rows: list[_Row], chosen: list[int]) -> None:
+        """Record each unfinished row's new token and decide whether the row is done."""
+        for row, token in zip(rows, chosen, strict=True):
+            if row.reason is not None:
+                continue
+            if token in self.eos_ids:
+                row.reason = "eos"
+                continue
+            row.written.append(token)
+            text = self.tokenizer.decode(row.written, skip_special_tokens=True) if self.stop else ""
+            if self.stop is not None and self.stop(text):
+                row.reason = "stop"
+            elif len(row.written) >= self.params.max_new_tokens:
+                row.reason = "length"
+
+    def _sample(self, logits, rows: list[_Row]) -> list[int]:
+        import torch
+
+        live = [i for i, row in enumerate(rows) if row.reason is None]
+        chosen = torch.full((len(rows),), self.tokenizer.pad_token_id, dtype=torch.long)
+        if live:
+            index = torch.tensor(live, device=logits.device)
+            picked = self.sampler.pick(logits.index_select(0, index), [rows[i].stream for i in live])
+            chosen[live] = picked.cpu()
+        return chosen.tolist()
+
+    def step(self) -> None:
+        """Feed every row its last token and sample the next one."""
+        import torch
+
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
+        self.last_position = self.last_position + 1
+        logits = self.model(
+            input_ids=self.next_ids[:, None],
+            attention_mask=self.mask,
+            position_ids=self.last_position[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+        chosen = self._sample(logits, self.rows)
+        self._accept(self.rows, chosen)
+        self.next_ids = torch.tensor(chosen, device=self.mask.device)
+
+    def drop_finished(self) -> list[_Row]:
+        """Remove finished rows from the batch (one cache copy) and return them."""
+        import torch
+
+        done = [row for row in self.rows if row.reason is not None]
+        if not done:
+            return []
+        keep = [i for i, row in enumerate(self.rows) if row.reason is None]
+        self.rows = [self.rows[i] for i in keep]
+        if not keep:
+            self.cache = self.mask = self.last_position = self.next_ids = None
+            return done
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask = self.mask.index_select(0, index)
+        self.last_position = self.last_position.index_select(0, index)
+        self.next_ids = self.next_ids.index_select(0, index)
+        return done
+
+    def add(self, rows: list[_Row]) -> None:
+        """Prefill new rows, sample their first token and merge them into the batch."""
+        import torch
+        from transformers import DynamicCache
+
+        prompts = {"input_ids": [r.prompt for r in rows]}
+        padded = self.tokenizer.pad(prompts, return_tensors="pt", padding=True)
+        device = self.model.device
+        mask = padded["attention_mask"].to(device)
+        # Left padding: positions count real tokens only, so padding never shifts RoPE.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self.model(
+            input_ids=padded["input_ids"].to(device),
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+        chosen = self._sample(logits, rows)
+        self._accept(rows, chosen)
+        next_ids = torch.tensor(chosen, device=device)
+        if self.cache is None:
+            self.rows, self.cache, self.mask = list(rows), cache, mask
+            self.last_position, self.next_ids = positions[:, -1].clone(), next_ids
+            return
+        self.cache = _merge_caches(self.cache, cache, self.model.config)
+        width = max(self.mask.shape[1], mask.shape[1])
+        self.mask = torch.cat([_left_pad(self.mask, width), _left_pad(mask, width)], dim=0)
+        self.last_position = torch.cat([self.last_position, positions[:, -1]])
+        self.next_ids = torch.cat([self.next_ids, next_ids])
+        self.rows += rows
+
+
+def _left_pad(tensor, width: int, dim: int = 1):
+    """Zero-pad ``tensor`` on the left of ``dim`` up to ``width`` (masked-out positions)."""
+    import torch
+
+    missing = width - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+def _merge_caches(old, new, config):
+    """Stack two KV caches along the batch, left-padding the shorter one in time."""
+    import torch
+    from transformers import DynamicCache
+
+    layers = []
+    for (k_old, v_old, _), (k_new, v_new, _) in zip(old, new, strict=True):
+        width = max(k_old.shape[2], k_new.shape[2])
+        keys = [_left_pad(k_old, width, dim=2), _left_pad(k_new, width, dim=2)]
+        values = [_left_pad(v_old, width, dim=2), _left_pad(v_new, width, dim=2)]
+        layers.append((torch.cat(keys, dim=0), torch.cat(values, dim=0)))
+    return DynamicCache(ddp_cache_data=layers, config=config)

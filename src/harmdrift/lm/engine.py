@@ -1,0 +1,294 @@
+"""The local generation engine: load a (LoRA-adapted, optionally 4-bit) causal LM and decode
+prompts with continuous batching, per-item seeded sampling and early stops."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from harmdrift.core.decoding import GenParams
+from harmdrift.core.runtime import DEVICES, DTYPES, QUANTIZATIONS, nf4_quantization, pick_device, pick_dtype
+from harmdrift.lm.batch import _LiveBatch, _Row
+from harmdrift.lm.sampler import TokenSampler
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HFModelConfig:
+    """How to load a causal LM for generation."""
+
+    model: str  # what from_pretrained takes: a folder or a hub id
+    revision: str | None = None
+    adapter: str | None = None  # a PEFT LoRA adapter folder applied on top
+    dtype: str = "auto"
+    quantization: str = "none"
+    device: str = "auto"
+    batch_size: int = 16
+    sort_by_length: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One model reply: the text, how many tokens it took, and why it ended."""
+
+    text: str
+    n_new_tokens: int
+    finish_reason: str  # "stop": answer written; "eos": model ended; "length": hit max_new_tokens
+    n_prompt_tokens: int | None = None
+
+
+class HFGenerator:
+    """Generate replies to chat conversations with a local or hub causal LM (optionally LoRA-adapted)."""
+
+    def __init__(self, cfg: HFModelConfig, *, progress: bool = True) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = cfg
+        self.progress = progress
+        self.device = pick_device(cfg.device)
+        if cfg.quantization == "4bit" and self.device != "cuda":
+            raise RuntimeError(
+                "quantization: 4bit (QLoRA-style NF4 loading) needs a CUDA GPU and bitsandbytes; "
+                "this machine has no GPU. Set the model's quantization to none to run on CPU."
+            )
+        self.dtype = pick_dtype(cfg.dtype, self.device)
+        started = time.perf_counter()
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
+        self.tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        load_kwargs: dict = {"revision": cfg.revision, "dtype": self.dtype}
+        if cfg.quantization == "4bit":
+            load_kwargs["quantization_config"] = nf4_quantization(self.dtype)
+            load_kwargs["device_map"] = {"": 0}
+        model = AutoModelForCausalLM.from_pretrained(cfg.model, **load_kwargs)
+        if cfg.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, cfg.adapter)
+            if cfg.quantization == "none":
+                # Folding LoRA into the base weights removes the adapter's extra matmuls per step.
+                model = model.merge_and_unload()
+        if cfg.quantization == "none":
+            model = model.to(self.device)
+        self.model = model.eval()
+        logger.info(
+            "loaded %s%s on %s as %s in %.1fs",
+            cfg.model,
+            f" + adapter {cfg.adapter}" if cfg.adapter else "",
+            self.device,
+            str(self.dtype).replace("torch.", ""),
+            time.perf_counter() - started,
+        )
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).replace("torch.", "")
+
+    def render(self, conversation: list[dict]) -> str:
+        """The exact prompt text the model sees (chat template applied)."""
+        return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+
+    def generate(
+        self,
+        conversations: Sequence[list[dict]],
+        params: GenParams,
+        *,
+        keys: Sequence[str],
+        stop: Callable[[str], bool] | None = None,
+        on_batch: Callable[[list[int], list[Generation]], None] | None = None,
+        desc: str = "generate",
+    ) -> list[Generation]:
+        """Answer every conversation.
+
+        Args:
+            conversations: chat messages, one list per item.
+            params: decoding settings.
+            keys: one stable key per item (its id): seeds that item's random stream.
+            stop: called on the decoded reply after each step; True ends that row early.
+            on_batch: called with (item indices, generations) after each batch, so callers
+                can checkpoint partial results.
+            desc: label of the progress bar.
+
+        Returns:
+            One :class:`Generation` per conversation, in input order.
+        """
+        from tqdm.auto import tqdm
+
+        if len(keys) != len(conversations):
+            raise ValueError(f"got {len(conversations)} conversations but {len(keys)} keys")
+        texts = [self.render(c) for c in conversations]
+        encoded = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        order = list(range(len(texts)))
+        if self.cfg.sort_by_length:
+            # Longest first: the memory peak comes at once, not after an hour; and rows that
+            # decode together have similar lengths, so little is spent on padding.
+            order.sort(key=lambda i: len(encoded[i]), reverse=True)
+        results: list[Generation | None] = [None] * len(texts)
+        bar = tqdm(total=len(texts), desc=desc, unit="item", disable=not self.progress, dynamic_ncols=True)
+        started = time.perf_counter()
+        new_tokens = 0
+
+        def finish(rows: list[_Row]) -> None:
+            nonlocal new_tokens
+            outs = [self._to_generation(row) for row in rows]
+            for row, out in zip(rows, outs, strict=True):
+                results[row.index] = out
+                new_tokens += out.n_new_tokens
+            if on_batch is not None:
+                on_batch([row.index for row in rows], outs)
+            bar.update(len(rows))
+            bar.set_postfix(tok_s=f"{new_tokens / max(time.perf_counter() - started, 1e-9):.0f}")
+
+        self._decode(order, encoded, keys, params, stop, finish)
+        bar.close()
+        elapsed = time.perf_counter() - started
+        logger.info(
+            "%s: %d items, %d new tokens in %.1fs (%.2f items/s, %.0f tokens/s)",
+            desc,
+            len(texts),
+            new_tokens,
+            elapsed,
+            len(texts) / max(elapsed, 1e-9),
+            new_tokens / max(elapsed, 1e-9),
+        )
+        return results  # type: ignore[return-value]
+
+    def score_options(
+        self, conversations: Sequence[list[dict]], options: Sequence[str], *, batch_size: int | None = None
+    ) -> list[list[float]]:
+        """Log-likelihood of each option as the start of the reply, per conversation.
+
+        Reading the choice off the model's probabilities (rather than its free text) always
+        yields one of the allowed answers, however weak the model: the LLM judge and the
+        predicted-label teacher use it on local models.
+
+        Returns:
+            For every conversation, the summed log-probability of each option's tokens.
+        """
+        import torch
+
+        prompts = [
+            self.tokenizer(self.render(c), add_special_tokens=False)["input_ids"] for c in conversations
+        ]
+        option_ids = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        if all(len(o) == 1 for o in option_ids):
+            return self._score_first_tokens(prompts, [o[0] for o in option_ids], batch_size)
+        # Left padding puts every option at the right edge, so only the last (longest option
+        # + 1) positions' logits are needed; the prompt's full-vocabulary logits never are.
+        keep = max(len(o) for o in option_ids) + 1
+        pairs = [(p, o) for p in prompts for o in option_ids]
+        scores: list[float] = []
+        size = batch_size or self.cfg.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(pairs), size):
+                chunk = pairs[start : start + size]
+                padded = self.tokenizer.pad(
+                    {"input_ids": [p + o for p, o in chunk]}, return_tensors="pt", padding=True
+                )
+                mask = padded["attention_mask"].to(self.model.device)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(
+                    input_ids=padded["input_ids"].to(self.model.device),
+                    attention_mask=mask,
+                    position_ids=positions,
+                    logits_to_keep=keep,
+                ).logits.float()
+                logprobs = logits.log_softmax(dim=-1)
+                width = logits.shape[1]
+                for row, (_, option) in enumerate(chunk):
+                    # Token t of the option is predicted at position t - 1.
+                    first = width - len(option)
+                    targets = torch.tensor(option, device=logprobs.device)
+                    picked = logprobs[row, first - 1 : width - 1].gather(1, targets[:, None])
+                    scores.append(float(picked.sum()))
+        n = len(options)
+        return [scores[i * n : (i + 1) * n] for i in range(len(conversations))]
+
+    def _score_first_tokens(
+        self, prompts: list[list[int]], option_ids: list[int], batch_size: int | None
+    ) -> list[list[float]]:
+        """Single-token options: one forward pass per prompt reads all options at once."""
+        import torch
+
+        scores: list[list[float]] = []
+        size = batch_size or self.cfg.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(prompts), size):
+                padded = self.tokenizer.pad(
+                    {"input_ids": prompts[start : start + size]}, return_tensors="pt", padding=True
+                )
+                mask = padded["attention_mask"].to(self.model.device)
+                logits = self.model(
+                    input_ids=padded["input_ids"].to(self.model.device),
+                    attention_mask=mask,
+                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                    logits_to_keep=1,
+                ).logits.float()
+                logprobs = logits[:, -1].log_softmax(dim=-1)[:, option_ids]
+                scores += logprobs.tolist()
+        return scores
+
+    def eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
+        return {i for i in ids if i is not None}
+
+    def _can_refill(self) -> bool:
+        """Refilling merges caches, which is only right for plain (non-sliding) attention caches."""
+        from transformers import DynamicCache
+
+        probe = DynamicCache(config=self.model.config)
+        return all(type(layer).__name__ == "DynamicLayer" for layer in probe.layers)
+
+    def _decode(self, order, encoded, keys, params: GenParams, stop, finish) -> None:
+        """Run every prompt through one live batch that is topped up as rows finish."""
+        import torch
+
+        size = self.cfg.batch_size
+        refill = self._can_refill()
+        sampler = TokenSampler(params)
+        waiting = [_Row(i, encoded[i], sampler.stream(keys[i]), []) for i in order]
+        waiting.reverse()  # pop() from the end takes them in order
+        batch = _LiveBatch(self, params, stop)
+        threshold = max(1, size // 4)
+        with torch.inference_mode():
+            while waiting or batch.rows:
+                room = size - (len(batch.rows) - batch.finished)
+                compact = batch.finished >= max(1, len(batch.rows) // 4)
+                top_up = refill and bool(waiting) and room >= threshold
+                if not batch.rows or compact or top_up:
+                    done = batch.drop_finished()
+                    if done:
+                        finish(done)
+                    if waiting and (refill or not batch.rows):
+                        fresh = [waiting.pop() for _ in range(min(size - len(batch.rows), len(waiting)))]
+                        batch.add(fresh)
+                    continue
+                batch.step()
+
+    def _to_generation(self, row: _Row) -> Generation:
+        return Generation(
+            text=self.tokenizer.decode(row.written, skip_special_tokens=True).strip(),
+            n_new_tokens=len(row.written) + (row.reason == "eos"),
+            finish_reason=row.reason or "length",
+            n_prompt_tokens=len(row.prompt),
+        )
+
+
+def make_hf_generator(cfg: HFModelConfig, *, progress: bool = True) -> HFGenerator:
+    """Factory kept for symmetry with the API back-ends added by later stages."""
+    return HFGenerator(cfg, progress=progress)

@@ -1,0 +1,90 @@
+"""Stage III settings and severity weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from harmdrift.core.vocab import SEVERITIES
+
+MODES = ("weight", "oversample")
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no", ""}
+
+
+def _default_weights() -> dict[str, float]:
+    # DART's code: minor 1, moderate 2, severe 3, extreme 4 copies.
+    return {"minor": 1.0, "moderate": 2.0, "severe": 3.0, "extreme": 4.0}
+
+
+@dataclass(frozen=True)
+class RepairConfig:
+    """Stage III settings (the ``repair`` config section).
+
+    Attributes:
+        severity_weights: weight of a repaired case per judge severity; all four levels, each > 0.
+        mode: "weight" (one row per case, the weight scales its loss) or "oversample" (DART's
+            code: round(weight) copies of the row, each with weight 1).
+        replay_share: share of the final training set drawn from Stage I rationales, in [0, 1).
+        seed: seed of the replay sample.
+        max_rescore_rounds: re-asks of the teacher when a repair scores higher than M0's explanation.
+        rounds: audit-and-repair rounds (1 = DART; more give m_dart_r2, m_dart_r3, ...).
+    """
+
+    severity_weights: dict[str, float] = field(default_factory=_default_weights)
+    mode: str = "weight"
+    replay_share: float = 0.5
+    seed: int = 0
+    max_rescore_rounds: int = 1
+    rounds: int = 1
+
+    def __post_init__(self) -> None:
+        weights = self.severity_weights
+        if not isinstance(weights, dict):
+            raise ValueError(f"config key repair.severity_weights must be a mapping, got {weights!r}")
+        unknown = sorted(set(weights) - set(SEVERITIES))
+        missing = [s for s in SEVERITIES if s not in weights]
+        if unknown or missing:
+            raise ValueError(
+                f"config key repair.severity_weights needs exactly {list(SEVERITIES)}; "
+                f"missing {missing}, unknown {unknown}"
+            )
+        for name, value in weights.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(
+                    f"config key repair.severity_weights.{name} must be a number > 0, got {value!r}"
+                )
+        if self.mode not in MODES:
+            raise ValueError(f"config key repair.mode must be one of {MODES}, got {self.mode!r}")
+        share = self.replay_share
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+            raise ValueError(f"config key repair.replay_share must be in [0, 1), got {share!r}")
+        for key, low in (("seed", None), ("max_rescore_rounds", 0), ("rounds", 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"config key repair.{key} must be an integer, got {value!r}")
+            if low is not None and value < low:
+                raise ValueError(f"config key repair.{key} must be >= {low}, got {value}")
+
+    @classmethod
+    def from_dict(cls, section: dict) -> RepairConfig:
+        """Build from the ``repair`` config section.
+
+        Keys this class does not know are left to the stages that use them (training settings
+        of the repair run, say); the config schema is what rejects misspelt ones.
+        """
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in section.items() if k in known}
+        if "severity_weights" in values and isinstance(values["severity_weights"], dict):
+            values["severity_weights"] = dict(values["severity_weights"])
+        return cls(**values)
+
+
+def severity_weight(severity: str, cfg: RepairConfig) -> float:
+    """The training weight of a drift case of this severity.
+
+    Raises:
+        ValueError: naming the severity when it is not one of minor/moderate/severe/extreme.
+    """
+    if severity not in cfg.severity_weights:
+        raise ValueError(f"unknown drift severity {severity!r}; known: {list(SEVERITIES)}")
+    return float(cfg.severity_weights[severity])

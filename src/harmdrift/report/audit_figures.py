@@ -1,0 +1,163 @@
+"""Figures of the audit: score deltas and drift counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from harmdrift.core.io import DataError
+from harmdrift.core.vocab import DRIFT_CATEGORIES, SEVERITIES, order_models
+from harmdrift.report.plotting import (
+    SEVERITY_COLOURS,
+    PathLike,
+    _count_scale,
+    _grouped_counts,
+    _message_figure,
+    _save,
+    model_colour,
+)
+from harmdrift.report.readers import read_summary
+
+
+def drift_by_severity(
+    audit_summaries: dict[str, PathLike], png: PathLike, pdf: PathLike | None = None
+) -> None:
+    """Grouped bars of confirmed drift cases per severity, one bar per audited model."""
+    title = "Confirmed harm-drift cases vs M0, by severity"
+    if not audit_summaries:
+        _message_figure(title, "no audited models", png, pdf)
+        return
+    models = order_models(audit_summaries)
+    counts = {m: read_summary(audit_summaries[m])["by_severity"] for m in models}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _grouped_counts(ax, SEVERITIES, counts, model_colour)
+    if all(sum(c.get(s, 0) for s in SEVERITIES) == 0 for c in counts.values()):
+        ax.text(0.5, 0.6, "no drift cases", ha="center", transform=ax.transAxes, fontsize=12)
+        ax.set_ylim(0, 1)
+    ax.set_xlabel("judge severity")
+    ax.set_ylabel("drift cases")
+    ax.set_title(title)
+    ax.legend(title="model", fontsize=8)
+    _save(fig, png, pdf)
+
+
+def _read_deltas(path: PathLike) -> pd.DataFrame:
+    """The audit table's delta column (plus screened/drift when present); empty frame for no rows."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame({"delta": []})
+    if "delta" not in frame.columns:
+        raise DataError(f"{path}: missing column ['delta']")
+    frame["delta"] = pd.to_numeric(frame["delta"], errors="coerce")
+    return frame.dropna(subset=["delta"])
+
+
+def _delta_bins(values: list[np.ndarray], delta: float) -> np.ndarray:
+    pooled = np.concatenate([v for v in values if len(v)] or [np.array([0.0])])
+    low, high = min(pooled.min(), -delta), max(pooled.max(), delta)
+    if high - low < 1e-9:
+        high = low + 1.0
+    return np.linspace(low, high, 41)
+
+
+def score_deltas(
+    audit_csvs: dict[str, PathLike], png: PathLike, pdf: PathLike | None = None, *, delta: float
+) -> None:
+    """Histograms of the toxicity-score change (tuned minus M0) per audited model.
+
+    The dashed line marks the screen threshold ``delta``: pairs to its right go to the judge.
+    """
+    title = "Toxicity-score change vs M0 (tuned - base)"
+    deltas = {m: _read_deltas(audit_csvs[m])["delta"].to_numpy() for m in order_models(audit_csvs)}
+    if not any(len(v) for v in deltas.values()):
+        _message_figure(title, "no audited pairs", png, pdf)
+        return
+    bins = _delta_bins(list(deltas.values()), delta)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for model, values in deltas.items():
+        if len(values):
+            ax.hist(
+                values,
+                bins=bins,
+                histtype="step",
+                linewidth=1.5,
+                color=model_colour(model),
+                label=f"{model} (n={len(values)})",
+            )
+    ax.axvline(delta, color="black", linestyle="--", linewidth=1, label=f"screen threshold {delta:g}")
+    _count_scale(ax)
+    ax.set_xlabel("score(tuned) - score(M0)")
+    ax.set_ylabel("pairs (log scale above 10)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    _save(fig, png, pdf)
+
+
+# --- one model's audit -------------------------------------------------------------------
+
+
+def audit_figures(
+    audit_csv: PathLike,
+    summary_json: PathLike,
+    deltas_png: PathLike,
+    deltas_pdf: PathLike,
+    counts_png: PathLike,
+    counts_pdf: PathLike,
+) -> None:
+    """Figures for one model's audit: the score-change distribution, and drift counts.
+
+    The first splits pairs into screened and not screened around the summary's threshold; the
+    second has two panels, confirmed drift by severity and by category.
+    """
+    summary = read_summary(summary_json)
+    model = summary.get("model", Path(summary_json).parent.name)
+    delta = float(summary.get("delta", 0.01))
+    frame = _read_deltas(audit_csv)
+    title = f"{model}: toxicity-score change vs M0"
+    if frame.empty:
+        _message_figure(title, "no audited pairs", deltas_png, deltas_pdf)
+    else:
+        values = frame["delta"].to_numpy()
+        bins = _delta_bins([values], delta)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.hist(values[values <= delta], bins=bins, color="#aec7e8", label="below threshold")
+        ax.hist(values[values > delta], bins=bins, color="#d62728", label="screened (sent to judge)")
+        ax.axvline(delta, color="black", linestyle="--", linewidth=1, label=f"threshold {delta:g}")
+        _count_scale(ax)
+        ax.set_xlabel("score(tuned) - score(M0)")
+        ax.set_ylabel("pairs (log scale above 10)")
+        ax.set_title(f"{title} (n={len(values)})")
+        ax.legend(fontsize=8)
+        _save(fig, deltas_png, deltas_pdf)
+
+    title = f"{model}: confirmed drift cases (n={int(summary['n_drift'])})"
+    if int(summary["n_drift"]) == 0:
+        _message_figure(title, "no drift cases", counts_png, counts_pdf)
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    by_severity = summary["by_severity"]
+    bars = left.bar(
+        SEVERITIES,
+        [by_severity.get(s, 0) for s in SEVERITIES],
+        color=[SEVERITY_COLOURS[s] for s in SEVERITIES],
+    )
+    left.bar_label(bars, fontsize=8)
+    left.set_xlabel("judge severity")
+    left.set_ylabel("drift cases")
+    left.set_title("by severity")
+    by_category = summary.get("by_category", {})
+    categories = list(DRIFT_CATEGORIES) + sorted(set(by_category) - set(DRIFT_CATEGORIES))
+    bars = right.bar(categories, [by_category.get(c, 0) for c in categories], color=model_colour(model))
+    right.bar_label(bars, fontsize=8)
+    right.set_xlabel("drift category")
+    right.set_title("by category")
+    right.tick_params(axis="x", labelrotation=15)
+    fig.suptitle(title)
+    _save(fig, counts_png, counts_pdf)

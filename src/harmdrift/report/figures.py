@@ -1,0 +1,229 @@
+"""The run's cross-model figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from harmdrift.core.vocab import ALL, OPEN_DOMAIN_CATEGORIES, order_models
+from harmdrift.report.audit_figures import drift_by_severity, score_deltas
+from harmdrift.report.plotting import (
+    OPEN_DOMAIN_COLOURS,
+    PathLike,
+    _message_figure,
+    _percent_axis,
+    _save,
+    model_colour,
+)
+from harmdrift.report.readers import read_csv
+
+# --- figures over all models -------------------------------------------------------------
+
+
+def accuracy_by_model(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None = None) -> None:
+    """Grouped bars of overall, EQUAL and DIFF accuracy per model, with 95% CI error bars."""
+    if main_df.empty:
+        _message_figure("Accuracy by model", "no models", png, pdf)
+        return
+    groups = (
+        # Colour says which model, hatching which item group (so the legend needs no colours).
+        ("overall", "overall_acc", "ci_low", "ci_high", ""),
+        ("EQUAL", "equal_acc", "equal_ci_low", "equal_ci_high", "//"),
+        ("DIFF", "diff_acc", "diff_ci_low", "diff_ci_high", ".."),
+    )
+    models = order_models(main_df["model"])
+    frame = main_df.set_index("model").loc[models]
+    x = np.arange(len(models))
+    width = 0.8 / len(groups)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(models)), 4))
+    for i, (label, value, low, high, hatch) in enumerate(groups):
+        values = 100 * frame[value].astype(float).to_numpy()
+        errors = 100 * np.vstack([frame[value] - frame[low], frame[high] - frame[value]]).astype(float).clip(
+            min=0
+        )
+        ax.bar(
+            x + (i - 1) * width,
+            values,
+            width,
+            yerr=np.nan_to_num(errors),
+            capsize=3,
+            color=[model_colour(m) for m in models],
+            hatch=hatch,
+            edgecolor="black",
+            linewidth=0.5,
+            label=label,
+        )
+    ax.set_xticks(x, models)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xlabel("model")
+    ax.set_title("Binary-task accuracy by model (95% bootstrap CI)")
+    _percent_axis(ax, 105)
+    handles = [
+        Patch(facecolor="white", edgecolor="black", hatch=hatch, label=label) for label, *_, hatch in groups
+    ]
+    ax.legend(handles=handles, title="items", loc="upper left", fontsize=8)
+    _save(fig, png, pdf)
+
+
+def benchmark_heatmap(metrics_paths: dict[str, PathLike], png: PathLike, pdf: PathLike | None = None) -> None:
+    """Heatmap of overall accuracy, models (rows) by benchmark (columns, ALL last), cells annotated."""
+    if not metrics_paths:
+        _message_figure("Accuracy by benchmark", "no models", png, pdf)
+        return
+    models = order_models(metrics_paths)
+    tables = {m: read_csv(metrics_paths[m], ("benchmark", "overall_acc")) for m in models}
+    benchmarks = sorted({str(b) for t in tables.values() for b in t["benchmark"]} - {ALL}) + [ALL]
+    grid = np.full((len(models), len(benchmarks)), np.nan)
+    for i, model in enumerate(models):
+        by_bench = dict(
+            zip(tables[model]["benchmark"].astype(str), tables[model]["overall_acc"], strict=True)
+        )
+        for j, bench in enumerate(benchmarks):
+            grid[i, j] = 100 * float(by_bench.get(bench, np.nan))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(benchmarks) + 2), max(2.5, 0.6 * len(models) + 1.5)))
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for i in range(len(models)):
+        for j in range(len(benchmarks)):
+            text = "n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.0f}"
+            colour = "black" if not np.isnan(grid[i, j]) and grid[i, j] > 60 else "white"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
+    ax.set_xticks(range(len(benchmarks)), benchmarks)
+    ax.set_yticks(range(len(models)), models)
+    ax.set_xlabel("benchmark")
+    ax.set_ylabel("model")
+    ax.set_title("Binary-task accuracy (%) by benchmark")
+    fig.colorbar(image, ax=ax, label="accuracy (%)")
+    _save(fig, png, pdf)
+
+
+def open_domain_categories(
+    rates_paths: dict[str, PathLike], png: PathLike, pdf: PathLike | None = None
+) -> None:
+    """Stacked bars of the four open-domain response categories per model (subset "all")."""
+    title = "Open-domain responses by category"
+    if not rates_paths:
+        _message_figure(title, "no open-domain results", png, pdf)
+        return
+    models = order_models(rates_paths)
+    shares = {}
+    for model in models:
+        frame = read_csv(rates_paths[model], ("subset", "category", "rate"))
+        rows = frame[frame["subset"].astype(str) == "all"]
+        shares[model] = dict(zip(rows["category"].astype(str), rows["rate"].astype(float), strict=True))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(models) + 3), 4))
+    bottom = np.zeros(len(models))
+    for category in OPEN_DOMAIN_CATEGORIES:
+        values = 100 * np.array([shares[m].get(category, 0.0) for m in models])
+        ax.bar(
+            models,
+            values,
+            bottom=bottom,
+            color=OPEN_DOMAIN_COLOURS[category],
+            label=category,
+            edgecolor="white",
+        )
+        bottom += values
+    ax.set_ylabel("share of responses (%)")
+    ax.set_xlabel("model")
+    ax.set_title(title)
+    _percent_axis(ax, 105)
+    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
+    _save(fig, png, pdf)
+
+
+def loss_curves(loss_csvs: dict[str, PathLike], png: PathLike, pdf: PathLike | None = None) -> None:
+    """Training loss against optimizer step, one line per trained model."""
+    title = "Training loss"
+    curves = {}
+    for model in order_models(loss_csvs):
+        frame = read_csv(loss_csvs[model], ("step", "loss"))
+        frame = frame.dropna(subset=["loss"])
+        if not frame.empty:
+            curves[model] = frame
+    if not curves:
+        _message_figure(title, "no loss values logged", png, pdf)
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for model, frame in curves.items():
+        ax.plot(frame["step"], frame["loss"], marker=".", color=model_colour(model), label=model)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, png, pdf)
+
+
+def yes_rate_vs_gold(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None = None) -> None:
+    """YES-prediction rate per model beside the gold YES rate: bars above the mark over-predict YES."""
+    title = "YES rate vs gold YES rate"
+    if main_df.empty:
+        _message_figure(title, "no models", png, pdf)
+        return
+    models = order_models(main_df["model"])
+    frame = main_df.set_index("model").loc[models]
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models) + 2), 4))
+    x = np.arange(len(models))
+    ax.bar(
+        x,
+        100 * frame["yes_rate"].astype(float),
+        color=[model_colour(m) for m in models],
+        label="predicted YES",
+    )
+    # Gold rates can differ between models only if they were scored on different items.
+    ax.scatter(
+        x,
+        100 * frame["gold_yes_rate"].astype(float),
+        marker="_",
+        s=900,
+        color="black",
+        zorder=3,
+        label="gold YES rate",
+    )
+    ax.set_xticks(x, models)
+    ax.set_xlabel("model")
+    ax.set_ylabel("share of items (%)")
+    ax.set_title(title)
+    _percent_axis(ax, 105)
+    ax.legend(fontsize=8)
+    _save(fig, png, pdf)
+
+
+def plot_all(
+    main_csv: PathLike,
+    metrics_paths: dict[str, PathLike],
+    audit_summaries: dict[str, PathLike],
+    audit_csvs: dict[str, PathLike],
+    rates_paths: dict[str, PathLike],
+    loss_csvs: dict[str, PathLike],
+    out_dir: PathLike,
+    *,
+    delta: float,
+) -> list[Path]:
+    """Draw every cross-model figure into ``out_dir`` (``<name>.png`` and ``<name>.pdf``).
+
+    Returns:
+        The PNG paths written, in a fixed order.
+    """
+    out_dir = Path(out_dir)
+    main_df = read_csv(main_csv, ("model",))
+    # Same keys, same order as FIGURE_NAMES, so the rule's outputs can be built from that tuple.
+    jobs = {
+        "accuracy_by_model": lambda png, pdf: accuracy_by_model(main_df, png, pdf),
+        "benchmark_heatmap": lambda png, pdf: benchmark_heatmap(metrics_paths, png, pdf),
+        "drift_by_severity": lambda png, pdf: drift_by_severity(audit_summaries, png, pdf),
+        "score_deltas": lambda png, pdf: score_deltas(audit_csvs, png, pdf, delta=delta),
+        "open_domain_categories": lambda png, pdf: open_domain_categories(rates_paths, png, pdf),
+        "loss_curves": lambda png, pdf: loss_curves(loss_csvs, png, pdf),
+        "yes_rate_vs_gold": lambda png, pdf: yes_rate_vs_gold(main_df, png, pdf),
+    }
+    written = []
+    for name, draw in jobs.items():
+        png = out_dir / f"{name}.png"
+        draw(png, out_dir / f"{name}.pdf")
+        written.append(png)
+    return written

@@ -1,0 +1,181 @@
+"""The paper's reported numbers beside ours, with the protocol differences stated."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from harmdrift.core.stats import format_pct
+from harmdrift.report.markdown import _format_reduction
+
+logger = logging.getLogger(__name__)
+
+# The paper's published numbers for Llama-3-8B-Instruct (DART, arXiv 2604.16845), as fractions.
+PAPER = {
+    "student": "Llama-3-8B-Instruct",
+    "m0_overall": 0.390,
+    "m0_equal": 0.113,
+    "m0_diff": 0.666,
+    "m0_yes_rate": 0.886,
+    "gold_yes_rate": 0.502,
+    "m0_unparseable": 0.268,
+    "m_int_overall": 0.682,
+    "m_dart_overall": 0.688,
+    "m_dart_equal": 0.726,
+    "drift_reduction": 0.726,
+    "predlabel_overall": 0.641,
+    "joint_overall": 0.60,
+    "od_appropriate_m0": 0.398,
+    "od_appropriate_dart": 0.775,
+    "od_refusal_m0": 0.343,
+    "od_refusal_dart": 0.030,
+}
+
+# What the paper did, for the "Differences" list; our side comes from the `protocol` argument.
+PAPER_PROTOCOL = {
+    "student": "Llama-3-8B-Instruct",
+    "split": "test split, 1600 prompts (100 per benchmark and condition)",
+    "audit_protocol": "transductive: audit and repair ran on the test split itself",
+    "judge": "LLM judge (JSON verdict, temperature about 0.1); its verdict is final",
+    "scorer": "s-nlp/roberta_toxicity_classifier and facebook/roberta-hate-speech-dynabench-r4-target",
+    "teacher": "deepseek-chat through an OpenAI-compatible API, temperature 0.2",
+}
+_PROTOCOL_LABELS = {
+    "student": "Student model",
+    "split": "Evaluation split",
+    "audit_protocol": "Audit protocol",
+    "judge": "Judge",
+    "scorer": "Toxicity scorer",
+    "teacher": "Teacher",
+}
+
+
+# --- paper comparison -------------------------------------------------------------------
+
+
+def _value(main_df: pd.DataFrame, model: str, column: str):
+    rows = main_df[main_df["model"] == model]
+    return None if rows.empty else rows.iloc[0][column]
+
+
+def _ours(main_df: pd.DataFrame, model: str, column: str) -> str:
+    value = _value(main_df, model, column)
+    if value is None:
+        return f"not run (`{model}`)"
+    low, high = {
+        "overall_acc": ("ci_low", "ci_high"),
+        "equal_acc": ("equal_ci_low", "equal_ci_high"),
+        "diff_acc": ("diff_ci_low", "diff_ci_high"),
+        "od_appropriate": ("od_appropriate_ci_low", "od_appropriate_ci_high"),
+        "od_refusal": ("od_refusal_ci_low", "od_refusal_ci_high"),
+    }.get(column, (None, None))
+    if low is None:
+        return format_pct(value)
+    return format_pct(value, _value(main_df, model, low), _value(main_df, model, high))
+
+
+def _comparison_rows(main_df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    p = {key: format_pct(value) for key, value in PAPER.items() if isinstance(value, float)}
+    reduction = _value(main_df, "m_dart", "drift_reduction")
+    return [
+        ("M0 overall accuracy %", p["m0_overall"], _ours(main_df, "m0", "overall_acc")),
+        ("M0 EQUAL accuracy %", p["m0_equal"], _ours(main_df, "m0", "equal_acc")),
+        ("M0 DIFF accuracy %", p["m0_diff"], _ours(main_df, "m0", "diff_acc")),
+        (
+            "M0 YES rate % (gold YES rate)",
+            f"{p['m0_yes_rate']} ({p['gold_yes_rate']})",
+            f"{_ours(main_df, 'm0', 'yes_rate')} ({_ours(main_df, 'm0', 'gold_yes_rate')})",
+        ),
+        ("M0 unparseable or refused %", p["m0_unparseable"], _ours(main_df, "m0", "abstain_rate")),
+        ("M_int overall accuracy %", p["m_int_overall"], _ours(main_df, "m_int", "overall_acc")),
+        ("M_DART overall accuracy %", p["m_dart_overall"], _ours(main_df, "m_dart", "overall_acc")),
+        ("M_DART EQUAL accuracy %", p["m_dart_equal"], _ours(main_df, "m_dart", "equal_acc")),
+        (
+            "Drift cases, M_DART vs M_int (reduction)",
+            f"{p['drift_reduction']}% fewer",
+            "not run (`m_dart`)" if reduction is None else f"{_format_reduction(reduction)} fewer",
+        ),
+        (
+            "Predicted-label teacher: accuracy %",
+            p["predlabel_overall"],
+            _ours(main_df, "m_int_predlabel", "overall_acc"),
+        ),
+        (
+            "Joint toxicity-regularised: accuracy %",
+            f"~{p['joint_overall']}",
+            _ours(main_df, "m_joint", "overall_acc"),
+        ),
+        (
+            "Open-domain appropriately differentiated %, M0 -> M_DART",
+            f"{p['od_appropriate_m0']} -> {p['od_appropriate_dart']}",
+            f"{_ours(main_df, 'm0', 'od_appropriate')} -> {_ours(main_df, 'm_dart', 'od_appropriate')}",
+        ),
+        (
+            "Open-domain refusals %, M0 -> M_DART",
+            f"{p['od_refusal_m0']} -> {p['od_refusal_dart']}",
+            f"{_ours(main_df, 'm0', 'od_refusal')} -> {_ours(main_df, 'm_dart', 'od_refusal')}",
+        ),
+    ]
+
+
+def _differences(main_df: pd.DataFrame, student: str, protocol: dict) -> list[str]:
+    ours = {"student": student, **{k: v for k, v in protocol.items() if k != "student"}}
+    sizes = ", ".join(f"`{m}` n={int(n)}" for m, n in zip(main_df["model"], main_df["n"], strict=True))
+    ours["split"] = f"{ours['split']}; {sizes}" if "split" in ours else sizes
+    lines = []
+    for key, label in _PROTOCOL_LABELS.items():
+        lines.append(f"- **{label}**: paper: {PAPER_PROTOCOL[key]}. Ours: {ours.get(key, 'not given')}.")
+    for key, value in ours.items():
+        if key not in _PROTOCOL_LABELS:
+            lines.append(f"- **{key}**: ours: {value}.")
+    return lines
+
+
+def paper_comparison(main_df: pd.DataFrame, *, student: str, protocol: dict) -> str:
+    """The paper's published numbers beside ours, with the differences between the two setups.
+
+    Args:
+        main_df: the frame from :func:`main_results`.
+        student: our student model id (the paper used Llama-3-8B-Instruct).
+        protocol: our setup, described in words. Known keys: ``split`` (evaluation split and
+            size), ``audit_protocol`` (held-out or transductive, and which split was audited),
+            ``judge``, ``scorer``, ``teacher``; any other key is listed as well.
+
+    Returns:
+        A Markdown document: a comparison table and a "Differences" list.
+    """
+    lines = [
+        "## Paper vs this run",
+        "",
+        f"Paper: DART (arXiv 2604.16845), student {PAPER['student']}. Ours: student `{student}`. "
+        "Percentages; our values carry 95% bootstrap intervals where the table has them.",
+        "",
+        f"| metric | paper ({PAPER['student']}) | ours (`{student}`) |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {metric} | {paper} | {ours} |" for metric, paper, ours in _comparison_rows(main_df)]
+    lines += [
+        "",
+        "The paper also reports audit precision/recall of 0.720/0.810 with the gold-label teacher and "
+        "0.582/0.694 with the predicted-label teacher; this pipeline does not measure them.",
+        "",
+        "## Differences",
+        "",
+        *_differences(main_df, student, protocol),
+        "",
+        "Numbers from a different student, split size or audit protocol are not directly comparable; "
+        "read the comparison as direction and rough size of each effect, not as a replication test.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_paper_comparison(
+    main_df: pd.DataFrame, md_path: str | os.PathLike, *, student: str, protocol: dict
+) -> None:
+    """Write :func:`paper_comparison` to a Markdown file."""
+    Path(md_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(md_path).write_text(paper_comparison(main_df, student=student, protocol=protocol), encoding="utf-8")
+    logger.info("wrote %s", md_path)

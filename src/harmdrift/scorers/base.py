@@ -1,0 +1,163 @@
+"""What every toxicity scorer shares: its settings, its interface, and reading the screened label."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from harmdrift.core.runtime import DEVICES
+
+_DETOXIFY_RELEASES = "https://github.com/unitaryai/detoxify/releases/download/"
+
+
+# Where Detoxify itself downloads each variant's checkpoint from (detoxify 0.5.2, MODEL_URLS).
+DETOXIFY_URLS = {
+    "original": _DETOXIFY_RELEASES + "v0.1-alpha/toxic_original-c1212f89.ckpt",
+    "unbiased": _DETOXIFY_RELEASES + "v0.3-alpha/toxic_debiased-c7548aa0.ckpt",
+    "multilingual": _DETOXIFY_RELEASES + "v0.4-alpha/multilingual_debiased-0b549669.ckpt",
+    "original-small": _DETOXIFY_RELEASES + "v0.1.2/original-albert-0e1d6498.ckpt",
+    "unbiased-small": _DETOXIFY_RELEASES + "v0.1.2/unbiased-albert-c8519128.ckpt",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# One interface for every scorer, built from the ``audit.scorer`` config section.
+# ---------------------------------------------------------------------------------------------
+
+KINDS = ("embedded", "detoxify", "hf")
+
+
+def _key_error(key: str, message: str) -> ValueError:
+    return ValueError(f"config key audit.scorer.{key}: {message}")
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """The ``audit.scorer`` config section: which classifier screens rationales, and how.
+
+    Attributes:
+        kind: "embedded" (the offline BiLSTM above), "detoxify" or "hf".
+        label: which output label's score the screen reads (e.g. "toxic"; Detoxify calls
+            it "toxicity").
+        model: for "hf", a model id or local folder; for "detoxify", the variant
+            ("original", "unbiased", "multilingual", ...; None means "original").
+        checkpoint: for "detoxify", a local checkpoint file, so nothing is downloaded.
+        batch_size: texts per forward pass.
+        device: "cpu", "cuda" or "auto" (cuda when available).
+        max_length: for "hf", texts are truncated at this many tokens.
+        cache: whether scores are kept in the SQLite cache between runs.
+    """
+
+    kind: str = "embedded"
+    label: str = "toxic"
+    model: str | None = None
+    checkpoint: str | None = None
+    batch_size: int = 64
+    device: str = "cpu"
+    max_length: int = 512
+    cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise _key_error("kind", f"{self.kind!r} is not one of {list(KINDS)}")
+        if not isinstance(self.label, str) or not self.label:
+            raise _key_error("label", f"must be a non-empty string, got {self.label!r}")
+        for key in ("model", "checkpoint"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise _key_error(key, f"must be a non-empty string or null, got {value!r}")
+        _check_positive_int("batch_size", self.batch_size)
+        _check_positive_int("max_length", self.max_length)
+        if self.device not in DEVICES:
+            raise _key_error("device", f"{self.device!r} is not one of {list(DEVICES)}")
+        if not isinstance(self.cache, bool):
+            raise _key_error("cache", f"must be true or false, got {self.cache!r}")
+        self._check_kind_specific()
+
+    def _check_kind_specific(self) -> None:
+        # Keys that the chosen kind would silently ignore are errors: they signal a config
+        # that does not do what its author thinks.
+        if self.kind == "hf" and self.model is None:
+            raise _key_error("model", "kind 'hf' needs a model id or local folder")
+        if self.kind == "detoxify" and self.model is not None and self.model not in DETOXIFY_URLS:
+            raise _key_error("model", f"{self.model!r} is not a Detoxify variant: {list(DETOXIFY_URLS)}")
+        if self.kind == "embedded" and self.model is not None:
+            raise _key_error("model", "kind 'embedded' has a single built-in model; leave model null")
+        if self.kind != "detoxify" and self.checkpoint is not None:
+            raise _key_error("checkpoint", f"only kind 'detoxify' reads a checkpoint, not {self.kind!r}")
+
+    @classmethod
+    def from_dict(cls, section: dict | None) -> ScorerConfig:
+        """Build from the config section, naming any unknown key (a typo would otherwise be ignored)."""
+        section = dict(section or {})
+        known = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(section) - set(known))
+        if unknown:
+            raise _key_error(unknown[0], f"unknown key(s) {unknown}; known keys are {known}")
+        return cls(**section)
+
+
+def _check_positive_int(key: str, value: object) -> None:
+    # bool is an int subclass; `batch_size: true` is a mistake, not 1.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _key_error(key, f"must be an integer >= 1, got {value!r}")
+
+
+@runtime_checkable
+class ToxicityScorer(Protocol):
+    """What the screen needs from a classifier."""
+
+    labels: tuple[str, ...]
+
+    def describe(self) -> dict:
+        """Provenance (kind, model or checkpoint, hashes or versions, labels); part of cache keys."""
+        ...
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """One ``{label: score in [0, 1]}`` per text, in order."""
+        ...
+
+
+def screen_score(scores: dict[str, float], label: str) -> float:
+    """The score the screen reads: ``scores[label]``, or a ValueError listing the labels there are."""
+    if label not in scores:
+        raise ValueError(
+            f"config key audit.scorer.label: {label!r} is not among the scorer's labels {sorted(scores)}"
+        )
+    return float(scores[label])
+
+
+def check_label(label: str, labels: Sequence[str], source: str) -> None:
+    """Fail before any scoring when the configured label is not one the model outputs."""
+    if label not in labels:
+        raise ValueError(
+            f"config key audit.scorer.label: {label!r} is not a label of {source}; it has {list(labels)}"
+        )
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" becomes "cuda" when a GPU is visible, else "cpu"; "cuda" without a GPU is an error."""
+    import torch
+
+    available = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if available else "cpu"
+    if device == "cuda" and not available:
+        raise _key_error("device", "'cuda' was asked for but torch sees no CUDA GPU")
+    return device
+
+
+def _batches(texts: Sequence[str], size: int):
+    for start in range(0, len(texts), size):
+        yield list(texts[start : start + size])
+
+
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
