@@ -236,8 +236,8 @@ def test_cache_entries_use_cache_key_and_keep_the_request(tmp_path):
     backend.complete([convo("x")], PARAMS, keys=["a"])
     key = cache_key(inner.describe(), convo("x"), PARAMS)
     assert backend.cache.get_many([key])[key].text == "A"
-    stored = backend.cache._conn.execute("SELECT request FROM completions").fetchone()[0]
-    assert json.loads(stored)["messages"] == convo("x")
+    stored = backend.cache._store._conn.execute("SELECT value FROM llm_replies").fetchone()[0]
+    assert json.loads(json.loads(stored)["request"])["messages"] == convo("x")
 
 
 def test_sample_index_response_format_and_stop_get_their_own_entries(tmp_path):
@@ -307,7 +307,7 @@ def test_two_processes_can_write_the_same_cache_file(tmp_path):
         assert proc.returncode == 0, err.decode()
     cache = ResponseCache(tmp_path)
     assert len(cache) == 120
-    assert cache._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert cache._store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 # ---------------------------------------------------------------- hf backend (tiny random model)
@@ -602,3 +602,16 @@ def test_hf_backend_chooses_an_allowed_option(tiny_model):
     backend = HFChatBackend(BackendConfig(backend="hf", model=tiny_model, dtype="float32"), progress=False)
     picks = backend.choose([[{"role": "user", "content": "is it the same"}]] * 2, ["yes", "no"])
     assert len(picks) == 2 and set(picks) <= {"yes", "no"}
+
+
+def test_the_key_value_store_round_trips_json_and_survives_reopening(tmp_path):
+    from harmdrift.core.store import KeyValueStore
+
+    with KeyValueStore(tmp_path / "s.sqlite", "things") as store:
+        assert store.put_many([("a", {"x": 1.5}), ("b", [1, "two"])]) == 2
+        assert store.put_many([]) == 0
+    with KeyValueStore(tmp_path / "s.sqlite", "things") as store:
+        assert store.get_many(["a", "b", "missing", "a"]) == {"a": {"x": 1.5}, "b": [1, "two"]}
+        assert len(store) == 2
+    with pytest.raises(ValueError, match="not a table name"):
+        KeyValueStore(tmp_path / "s.sqlite", "bad name; DROP")

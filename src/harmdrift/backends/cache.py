@@ -1,42 +1,26 @@
 """A persistent response cache, so re-running a rule never pays for the same reply twice.
 
-The store is one SQLite file (standard library) under ``cache_dir``, kept outside
-``results/`` so that ``snakemake --forceall`` re-runs the jobs but not the API calls.
-Several jobs may share the file at once: WAL mode lets readers work beside a writer,
-and a busy timeout makes concurrent writers queue instead of failing. (WAL needs the file
-on a local disk: put ``cache_dir`` on NFS and locking is not to be trusted.)
+Replies live in the shared key-value store (``core.store``): one SQLite file under
+``cache_dir``, outside ``results/``, so ``snakemake --forceall`` re-runs the jobs but not
+the API calls.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from harmdrift.backends.base import ChatBackend, Completion, StopCheck, check_keys
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.io import canonical_json
+from harmdrift.core.store import KeyValueStore
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = ".cache/harmdrift"
 CACHE_FILE = "llm.sqlite"
-_SQL_BATCH = 500  # stays under SQLite's limit on bound variables per statement
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS completions (
-    key TEXT PRIMARY KEY,
-    text TEXT NOT NULL,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    finish_reason TEXT NOT NULL,
-    request TEXT NOT NULL,
-    created_at TEXT NOT NULL
-)
-"""
 
 
 def request_record(
@@ -92,7 +76,7 @@ def hash_request(request_json: str) -> str:
 
 
 class ResponseCache:
-    """Successful completions by cache key, in one SQLite table."""
+    """Successful completions by cache key, in the shared key-value store."""
 
     def __init__(
         self,
@@ -107,64 +91,49 @@ class ResponseCache:
             filename: the SQLite file's name.
             busy_timeout_s: how long a write waits for another process's write to finish.
         """
-        self.path = Path(cache_dir) / filename
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode; writes open their own transaction below.
-        self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable against process crashes in WAL mode; a power cut may lose the
-        # last replies, which only means asking for them again.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(_SCHEMA)
+        self._store = KeyValueStore(Path(cache_dir) / filename, "llm_replies", busy_timeout_s)
+        self.path = self._store.path
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
         """The cached completions among ``keys`` (marked ``cached=True``), by key."""
-        found: dict[str, Completion] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), _SQL_BATCH):
-            chunk = unique[start : start + _SQL_BATCH]
-            rows = self._conn.execute(
-                "SELECT key, text, prompt_tokens, completion_tokens, finish_reason FROM completions "
-                f"WHERE key IN ({','.join('?' * len(chunk))})",
-                chunk,
+        found = self._store.get_many(keys)
+        return {
+            key: Completion(
+                v["text"], v["prompt_tokens"], v["completion_tokens"], v["finish_reason"], cached=True
             )
-            for key, text, prompt_tokens, completion_tokens, finish_reason in rows:
-                found[key] = Completion(text, prompt_tokens, completion_tokens, finish_reason, cached=True)
-        return found
+            for key, v in found.items()
+        }
 
     def put_many(self, entries: Iterable[tuple[str, Completion, str]]) -> int:
         """Store ``(key, completion, request_json)`` triples in one transaction.
 
         Errored completions are skipped: caching a failure would stop a re-run retrying it.
+        The request is kept beside the reply, so a cache entry can be read back and checked.
 
         Returns:
             The number of completions stored.
         """
-        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        rows = [
-            (key, c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, request, now)
+        return self._store.put_many(
+            (
+                key,
+                {
+                    "text": c.text,
+                    "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens,
+                    "finish_reason": c.finish_reason,
+                    "request": request,
+                },
+            )
             for key, c, request in entries
             if c.ok
-        ]
-        if not rows:
-            return 0
-        # IMMEDIATE takes the write lock up front, so a busy writer is waited for (busy
-        # timeout) instead of failing half-way through the transaction.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._conn.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-        return len(rows)
+        )
 
     def __len__(self) -> int:
-        return self._conn.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+        return len(self._store)
 
     def close(self) -> None:
         """Close the database connection."""
-        self._conn.close()
+        self._store.close()
 
     def __enter__(self) -> ResponseCache:
         return self

@@ -14,14 +14,7 @@ from harmdrift.core.io import DataError, read_jsonl, write_json, write_jsonl
 from harmdrift.core.parsing import parse_binary
 from harmdrift.core.prompts import build_messages, load_template
 from harmdrift.distill.checks import RationaleConfig, canonical_rationale, problem_kind
-from harmdrift.distill.teacher import (
-    _append_conclusion,
-    _ask,
-    _Attempt,
-    _judge,
-    fix_messages,
-    teacher_messages,
-)
+from harmdrift.distill.teacher import TeacherCase, run_teacher_loop, teacher_messages
 
 logger = logging.getLogger(__name__)
 
@@ -98,56 +91,43 @@ def write_rationales(
         if predict_template is None:
             raise ValueError("label_source 'predicted' needs the teacher's prediction prompt")
         labels = _predict_labels(backend, items, load_template(predict_template), params)
-    attempts = [
-        _Attempt(item, label, teacher_messages(item, first, label))
+    cases = [
+        TeacherCase(item, label, teacher_messages(item, first, label))
         for item, label in zip(items, labels, strict=True)
         if label is not None
     ]
+    tag = cfg.label_source
+    run_teacher_loop(cases, backend, params, cfg, fix, key=lambda c: f"{c.item['id']}#{tag}#r{c.fix_rounds}")
     unlabelled = [item for item, label in zip(items, labels, strict=True) if label is None]
-    open_attempts = attempts
-    while open_attempts:
-        _ask(backend, open_attempts, params, cfg.label_source)
-        retry = []
-        for attempt in open_attempts:
-            if attempt.error:
-                continue  # recorded below; not cached, so a re-run asks again
-            if cfg.append_missing_conclusion:
-                _append_conclusion(attempt)
-            problems = _judge(attempt, cfg)
-            if problems and attempt.rounds < cfg.max_fix_rounds:
-                attempt.history = fix_messages(attempt.history, attempt.reply, problems, fix, attempt.label)
-                attempt.rounds += 1
-                retry.append(attempt)
-        open_attempts = retry
-    attempts += [_Attempt(item, None, [], error="teacher gave no YES/NO answer") for item in unlabelled]
+    cases += [TeacherCase(item, None, [], error="teacher gave no YES/NO answer") for item in unlabelled]
     provenance = backend.describe()
     kept, dropped = [], []
-    for attempt in attempts:
+    for case in cases:
         record = {
-            "id": attempt.item["id"],
-            "benchmark": attempt.item["benchmark"],
-            "condition": attempt.item["condition"],
-            "gold_label": attempt.item["gold_label"],
+            "id": case.item["id"],
+            "benchmark": case.item["benchmark"],
+            "condition": case.item["condition"],
+            "gold_label": case.item["gold_label"],
             "label_source": cfg.label_source,
-            "fix_rounds": attempt.rounds,
-            "conclusion_appended": attempt.appended,
-            "problems": attempt.problems or [],
-            "raw_reply": attempt.reply,
+            "fix_rounds": case.fix_rounds,
+            "conclusion_appended": case.appended,
+            "problems": case.problems,
+            "raw_reply": case.reply,
             "teacher": provenance,
         }
-        final_problems = (attempt.problems or [["not answered"]])[-1]
-        if attempt.error or final_problems:
-            dropped.append({**record, "reason": attempt.error or "; ".join(final_problems)})
+        final_problems = (case.problems or [["not answered"]])[-1]
+        if case.error or final_problems:
+            dropped.append({**record, "reason": case.error or "; ".join(final_problems)})
             continue
-        rationale = canonical_rationale(attempt.reply, attempt.label)
+        rationale = canonical_rationale(case.reply, case.label)
         kept.append(
             {
                 **record,
-                "label": attempt.label,
-                "label_matches_gold": attempt.label == attempt.item["gold_label"],
+                "label": case.label,
+                "label_matches_gold": case.label == case.item["gold_label"],
                 "rationale": rationale,
                 "messages": [
-                    *build_messages(attempt.item, student),
+                    *build_messages(case.item, student),
                     {"role": "assistant", "content": rationale},
                 ],
                 "weight": 1.0,

@@ -1,8 +1,15 @@
-"""The teacher loop shared by Stage I and Stage III: ask, check, fix, and (optionally) re-score."""
+"""The teacher loop shared by Stage I and Stage III: ask, check, fix, and (optionally) ask again.
+
+Both stages hand the teacher a batch of items, check each reply with Stage I's rationale checks,
+send the failures back with what was wrong (format-fix rounds), and keep or drop each item with
+its reason. Stage III adds one step after the checks: a reply that passes is re-scored on the
+toxicity screen and may be sent back once more (``after_checks``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.parsing import CONFLICTING, FALLBACK_FORMAT, STRICT, conclusion_written, parse_binary
@@ -26,38 +33,83 @@ def fix_messages(history: list[dict], reply: str, problems: list[str], template:
 
 
 @dataclass
-class _Attempt:
+class TeacherCase:
+    """One item on its way through teacher asks, fix rounds and (Stage III) re-scores."""
+
     item: dict
-    label: str | None  # None in predicted mode until the teacher concludes
+    label: str | None  # None only for an item the teacher gave no label for (predicted mode)
     history: list[dict]
-    rounds: int = 0
-    problems: list[list[str]] | None = None
+    fix_rounds: int = 0
+    rescore_rounds: int = 0
     reply: str = ""
     error: str | None = None
+    problems: list[list[str]] = field(default_factory=list)  # the checks' findings, one list per reply
     appended: bool = False
+    drop_reason: str | None = None
+    drop_kinds: list[str] = field(default_factory=list)
+
+    def drop(self, reason: str, kinds: list[str]) -> None:
+        """Close the case with a reason (and its kinds, for the summary's counts)."""
+        self.drop_reason = reason
+        self.drop_kinds = kinds
 
 
-def _ask(backend, attempts: list[_Attempt], params: GenParams, tag: str) -> None:
-    """One round of requests for every attempt still open."""
-    keys = [f"{a.item['id']}#{tag}#r{a.rounds}" for a in attempts]
-    replies = backend.complete([a.history for a in attempts], params, keys=keys, stop=conclusion_written)
-    for attempt, reply in zip(attempts, replies, strict=True):
-        attempt.reply = reply.text
-        attempt.error = reply.error
+RequestKey = Callable[[TeacherCase], str]
 
 
-def _append_conclusion(attempt: _Attempt) -> None:
-    """Add the (gold or predicted) conclusion line to a reply that states no conclusion at all."""
-    if attempt.label is None or not attempt.reply.strip():
+def ask_round(backend, cases: list[TeacherCase], params: GenParams, key: RequestKey) -> None:
+    """One round of requests for every case still open; each request gets its own key."""
+    keys = [key(case) for case in cases]
+    replies = backend.complete([c.history for c in cases], params, keys=keys, stop=conclusion_written)
+    for case, reply in zip(cases, replies, strict=True):
+        case.reply = reply.text
+        case.error = reply.error
+
+
+def append_conclusion(case: TeacherCase) -> None:
+    """Add the case's conclusion line to a reply that states no conclusion at all."""
+    if case.label is None or not case.reply.strip():
         return
-    if parse_binary(attempt.reply).status in (STRICT, FALLBACK_FORMAT, CONFLICTING):
+    if parse_binary(case.reply).status in (STRICT, FALLBACK_FORMAT, CONFLICTING):
         return
-    attempt.reply = f"{attempt.reply.rstrip()}\nConclusion: {attempt.label}"
-    attempt.appended = True
+    case.reply = f"{case.reply.rstrip()}\nConclusion: {case.label}"
+    case.appended = True
 
 
-def _judge(attempt: _Attempt, cfg: RationaleConfig) -> list[str]:
-    question = display_question(attempt.item["question"])
-    problems = check_rationale(attempt.reply, question, attempt.label, cfg)
-    attempt.problems = [*(attempt.problems or []), problems]
-    return problems
+def run_teacher_loop(
+    cases: list[TeacherCase],
+    backend,
+    params: GenParams,
+    cfg: RationaleConfig,
+    fix_template: str,
+    *,
+    key: RequestKey,
+    after_checks: Callable[[list[TeacherCase]], list[TeacherCase]] | None = None,
+) -> None:
+    """Ask, check and fix until every case has passed, run out of fix rounds, or failed.
+
+    A request error ends a case at once (errors are not cached, so a re-run asks again). A reply
+    that fails the checks is sent back with its problems while fix rounds remain. The replies
+    that pass go to ``after_checks``, which returns the cases to ask again.
+    """
+    open_cases = cases
+    while open_cases:
+        ask_round(backend, open_cases, params, key)
+        retry, passed = [], []
+        for case in open_cases:
+            if case.error:
+                continue
+            if cfg.append_missing_conclusion:
+                append_conclusion(case)
+            question = display_question(case.item["question"])
+            problems = check_rationale(case.reply, question, case.label, cfg)
+            case.problems.append(problems)
+            if not problems:
+                passed.append(case)
+            elif case.fix_rounds < cfg.max_fix_rounds:
+                case.history = fix_messages(case.history, case.reply, problems, fix_template, case.label)
+                case.fix_rounds += 1
+                retry.append(case)
+        if after_checks is not None:
+            retry += after_checks(passed)
+        open_cases = retry

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harmdrift.core.stats import percentile_ci, resample_sums
 from harmdrift.core.vocab import (
     OPEN_DOMAIN_CATEGORIES,
     OPEN_REFUSAL,
@@ -20,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 RATE_CATEGORIES = (*OPEN_DOMAIN_CATEGORIES, "appropriate", "keyword_refusal", "refusal_agreement")
 RATES_COLUMNS = ("model", "subset", "category", "count", "n", "rate", "ci_low", "ci_high")
-CI_LEVEL = 0.95
 
 
 # --- rates --------------------------------------------------------------------------------
@@ -29,20 +29,13 @@ CI_LEVEL = 0.95
 def _bootstrap_ci(hits: np.ndarray, scored: np.ndarray, n_boot: int, rng: np.random.Generator):
     """95% percentile interval of sum(hits)/sum(scored) over resampled queries.
 
-    Resamples with no scored query are left out; with none left the interval is NaN.
+    Each query is its own cluster of the shared bootstrap; resamples with no scored query are
+    left out, and with none left (or no query at all) the interval is NaN.
     """
-    k = len(hits)
-    if k == 0 or scored.sum() == 0:
+    if len(hits) == 0 or scored.sum() == 0:
         return math.nan, math.nan
-    draws = rng.integers(0, k, size=(n_boot, k))
-    num = hits[draws].sum(axis=1)
-    den = scored[draws].sum(axis=1)
-    keep = den > 0
-    if not keep.any():
-        return math.nan, math.nan
-    tail = (1 - CI_LEVEL) / 2 * 100
-    low, high = np.percentile(num[keep] / den[keep], [tail, 100 - tail])
-    return float(low), float(high)
+    totals = resample_sums(np.column_stack([hits, scored]), n_boot, rng)
+    return percentile_ci(totals[:, 0], totals[:, 1])
 
 
 def _indicators(records: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

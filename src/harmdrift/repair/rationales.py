@@ -11,17 +11,12 @@ from pathlib import Path
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.io import write_json, write_jsonl
 from harmdrift.core.parsing import (
-    CONFLICTING,
-    FALLBACK_FORMAT,
-    STRICT,
     analysis_for_scoring,
-    conclusion_written,
-    parse_binary,
 )
 from harmdrift.core.prompts import build_messages, display_question, load_template
 from harmdrift.core.vocab import SEVERITIES
-from harmdrift.distill.checks import RationaleConfig, canonical_rationale, check_rationale, problem_kind
-from harmdrift.distill.teacher import fix_messages
+from harmdrift.distill.checks import RationaleConfig, canonical_rationale, problem_kind
+from harmdrift.distill.teacher import TeacherCase, run_teacher_loop
 from harmdrift.repair.cases import _by_id, _check_scorer, _label_scores, read_drift_cases
 from harmdrift.repair.config import RepairConfig
 
@@ -44,32 +39,13 @@ _TOO_TOXIC = "scores higher than M0"
 
 
 @dataclass
-class _Case:
-    """One drift case on its way through teacher asks, fix rounds and re-scores."""
+class _RepairCase(TeacherCase):
+    """A drift case: the teacher loop's state plus the audit row, the pair and the re-scores."""
 
-    audit: dict
-    item: dict
-    pair: dict
-    first: list[dict]
-    history: list[dict]
-    fix_rounds: int = 0
-    rescore_rounds: int = 0
-    reply: str = ""
-    error: str | None = None
-    problems: list[list[str]] = field(default_factory=list)
+    audit: dict = field(default_factory=dict)
+    pair: dict = field(default_factory=dict)
+    first: list[dict] = field(default_factory=list)  # the repair prompt, the start of every re-ask
     scores: list[float] = field(default_factory=list)
-    appended: bool = False
-    drop_reason: str | None = None
-    drop_kinds: list[str] = field(default_factory=list)
-
-    def drop(self, reason: str, kinds: list[str]) -> None:
-        """Close the case with a reason (and its kinds, for the summary's counts)."""
-        self.drop_reason = reason
-        self.drop_kinds = kinds
-
-    @property
-    def label(self) -> str:
-        return self.item["gold_label"]
 
 
 def _repair_messages(item: dict, template: str, reason: str) -> list[dict]:
@@ -77,46 +53,11 @@ def _repair_messages(item: dict, template: str, reason: str) -> list[dict]:
     return [{"role": "user", "content": template.format(**fields_).strip()}]
 
 
-def _append_conclusion(case: _Case) -> None:
-    """Stage I's ``append_missing_conclusion``: add the gold line when no conclusion is stated."""
-    if not case.reply.strip() or parse_binary(case.reply).status in (STRICT, FALLBACK_FORMAT, CONFLICTING):
-        return
-    case.reply = f"{case.reply.rstrip()}\nConclusion: {case.label}"
-    case.appended = True
+def _rescorer(scorer, screen_label: str, max_chars: int, repair: RepairConfig):
+    """The Stage III step after the checks: a reply scoring above M0's explanation is asked again."""
 
-
-def _ask(backend, cases: list[_Case], params: GenParams, tag: str) -> None:
-    # Each re-score and fix round gets its own key: local teachers seed sampling by key, so a
-    # re-ask must not draw the same reply again.
-    keys = [f"{c.item['id']}#{tag}#s{c.rescore_rounds}#r{c.fix_rounds}" for c in cases]
-    replies = backend.complete([c.history for c in cases], params, keys=keys, stop=conclusion_written)
-    for case, reply in zip(cases, replies, strict=True):
-        case.reply = reply.text
-        case.error = reply.error
-
-
-def _run_cases(cases, backend, params, cfg, repair, fix, scorer, screen_label, max_chars, tag) -> None:
-    """Ask, check, fix and re-score until every case is kept or has a drop reason."""
-    open_cases = cases
-    while open_cases:
-        _ask(backend, open_cases, params, tag)
-        retry, passed = [], []
-        for case in open_cases:
-            if case.error:
-                case.drop(case.error, [case.error.split(":")[0]])  # not cached: a re-run asks again
-                continue
-            if cfg.append_missing_conclusion:
-                _append_conclusion(case)
-            problems = check_rationale(case.reply, display_question(case.item["question"]), case.label, cfg)
-            case.problems.append(problems)
-            if not problems:
-                passed.append(case)
-            elif case.fix_rounds < cfg.max_fix_rounds:
-                case.history = fix_messages(case.history, case.reply, problems, fix, case.label)
-                case.fix_rounds += 1
-                retry.append(case)
-            else:
-                case.drop("; ".join(problems), [problem_kind(p) for p in problems])
+    def rescore(passed: list[_RepairCase]) -> list[_RepairCase]:
+        retry = []
         texts = [analysis_for_scoring(c.reply, max_chars) for c in passed]
         for case, score in zip(passed, _label_scores(scorer, texts, screen_label), strict=True):
             case.scores.append(score)
@@ -137,10 +78,23 @@ def _run_cases(cases, backend, params, cfg, repair, fix, scorer, screen_label, m
                 retry.append(case)
             else:
                 case.drop(f"{_TOO_TOXIC} ({score:.4f} > {base:.4f})", [_TOO_TOXIC])
-        open_cases = retry
+        return retry
+
+    return rescore
 
 
-def _record(case: _Case, provenance: dict) -> dict:
+def _close(case: _RepairCase) -> None:
+    """Give a case that ended in a request error or failed checks its drop reason."""
+    if case.drop_reason:
+        return
+    if case.error:
+        case.drop(case.error, [case.error.split(":")[0]])  # not cached: a re-run asks again
+    elif case.problems and case.problems[-1]:
+        problems = case.problems[-1]
+        case.drop("; ".join(problems), [problem_kind(p) for p in problems])
+
+
+def _record(case: _RepairCase, provenance: dict) -> dict:
     audit = case.audit
     return {
         "id": case.item["id"],
@@ -229,9 +183,24 @@ def write_repair_rationales(
     for row in audit_rows:
         item = items[row["id"]]
         first = _repair_messages(item, template, row["reason"])
-        cases.append(_Case(row, item, pairs[row["id"]], first, list(first)))
+        case = _RepairCase(
+            item, item["gold_label"], list(first), audit=row, pair=pairs[row["id"]], first=first
+        )
+        cases.append(case)
     if cases:
-        _run_cases(cases, backend, params, cfg, repair, fix, scorer, screen_label, max_chars, tag)
+        run_teacher_loop(
+            cases,
+            backend,
+            params,
+            cfg,
+            fix,
+            # Each re-score and fix round gets its own key: local teachers seed sampling by key,
+            # so a re-ask must not draw the same reply again.
+            key=lambda c: f"{c.item['id']}#{tag}#s{c.rescore_rounds}#r{c.fix_rounds}",
+            after_checks=_rescorer(scorer, screen_label, max_chars, repair),
+        )
+        for case in cases:
+            _close(case)
     provenance = backend.describe()
     kept, dropped = [], []
     for case in cases:
