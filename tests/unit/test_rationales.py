@@ -17,6 +17,7 @@ from harmdrift.distill.checks import (
     longest_quote,
 )
 from harmdrift.distill.rationales import write_rationales
+from harmdrift.distill.teacher import TeacherFiles
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = RationaleConfig()
@@ -83,12 +84,14 @@ def run(tmp_path, table, cfg=CFG, predictions=None):
     teacher = FakeTeacher(table, predictions or {})
     summary = write_rationales(
         split,
-        prompts / "teacher_gold.txt",
-        prompts / "teacher_fix.txt",
-        prompts / "binary.txt",
-        tmp_path / "kept.jsonl",
-        tmp_path / "dropped.jsonl",
-        tmp_path / "summary.json",
+        TeacherFiles(
+            prompts / "teacher_gold.txt",
+            prompts / "teacher_fix.txt",
+            prompts / "binary.txt",
+            tmp_path / "kept.jsonl",
+            tmp_path / "dropped.jsonl",
+            tmp_path / "summary.json",
+        ),
         backend=teacher,
         params=GenParams(max_new_tokens=64),
         cfg=cfg,
@@ -242,12 +245,14 @@ def test_a_local_teacher_predicts_by_likelihood(tmp_path):
     teacher = ScoringTeacher({("D1-diff-1", 0): GOOD_YES, ("D1-equal-1", 0): GOOD_NO}, {})
     write_rationales(
         split,
-        prompts / "teacher_gold.txt",
-        prompts / "teacher_fix.txt",
-        prompts / "binary.txt",
-        tmp_path / "k.jsonl",
-        tmp_path / "d.jsonl",
-        tmp_path / "s.json",
+        TeacherFiles(
+            prompts / "teacher_gold.txt",
+            prompts / "teacher_fix.txt",
+            prompts / "binary.txt",
+            tmp_path / "k.jsonl",
+            tmp_path / "d.jsonl",
+            tmp_path / "s.json",
+        ),
         backend=teacher,
         params=GenParams(),
         cfg=cfg,

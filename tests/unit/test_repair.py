@@ -14,6 +14,7 @@ from harmdrift.core.decoding import GenParams
 from harmdrift.core.io import DataError, read_jsonl, write_jsonl
 from harmdrift.core.stats import drift_reduction
 from harmdrift.distill.checks import RationaleConfig
+from harmdrift.distill.teacher import TeacherFiles
 from harmdrift.repair.cases import read_drift_cases
 from harmdrift.repair.config import RepairConfig, severity_weight
 from harmdrift.repair.joint import joint_penalty_weights
@@ -105,12 +106,14 @@ def stage3(tmp_path):
             tmp_path / "audit.csv",
             tmp_path / "pairs.jsonl",
             tmp_path / "items.jsonl",
-            PROMPTS / "teacher_repair.txt",
-            PROMPTS / "teacher_fix.txt",
-            PROMPTS / "binary.txt",
-            tmp_path / "repair.jsonl",
-            tmp_path / "repair.dropped.jsonl",
-            tmp_path / "repair.summary.json",
+            TeacherFiles(
+                PROMPTS / "teacher_repair.txt",
+                PROMPTS / "teacher_fix.txt",
+                PROMPTS / "binary.txt",
+                tmp_path / "repair.jsonl",
+                tmp_path / "repair.dropped.jsonl",
+                tmp_path / "repair.summary.json",
+            ),
             backend=backend,
             params=PARAMS,
             cfg=CFG,
@@ -480,12 +483,14 @@ def test_unknown_screen_label_fails_before_the_teacher_is_asked(tmp_path):
             tmp_path / "audit.csv",
             tmp_path / "pairs.jsonl",
             tmp_path / "items.jsonl",
-            PROMPTS / "teacher_repair.txt",
-            PROMPTS / "teacher_fix.txt",
-            PROMPTS / "binary.txt",
-            tmp_path / "r.jsonl",
-            tmp_path / "d.jsonl",
-            tmp_path / "s.json",
+            TeacherFiles(
+                PROMPTS / "teacher_repair.txt",
+                PROMPTS / "teacher_fix.txt",
+                PROMPTS / "binary.txt",
+                tmp_path / "r.jsonl",
+                tmp_path / "d.jsonl",
+                tmp_path / "s.json",
+            ),
             backend=backend,
             params=PARAMS,
             cfg=CFG,

@@ -19,6 +19,20 @@ CATEGORY = {"D": "descriptive", "N": "normative"}
 # The pooled row of every per-benchmark table.
 ALL = "ALL"
 
+# Accuracy and its 95% CI, overall and on each condition: the first columns of every binary
+# metrics table and of the main results table.
+ACCURACY_COLUMNS = (
+    "overall_acc",
+    "ci_low",
+    "ci_high",
+    "equal_acc",
+    "equal_ci_low",
+    "equal_ci_high",
+    "diff_acc",
+    "diff_ci_low",
+    "diff_ci_high",
+)
+
 # --- prompts ------------------------------------------------------------------------------
 
 FRAMINGS = ("binary", "mc", "open")  # open: free-text open-domain answers

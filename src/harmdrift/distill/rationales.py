@@ -14,7 +14,7 @@ from harmdrift.core.io import DataError, read_jsonl, write_json, write_jsonl
 from harmdrift.core.parsing import parse_binary
 from harmdrift.core.prompts import build_messages, load_template
 from harmdrift.distill.checks import RationaleConfig, canonical_rationale, problem_kind
-from harmdrift.distill.teacher import TeacherCase, run_teacher_loop, teacher_messages
+from harmdrift.distill.teacher import TeacherCase, TeacherFiles, run_teacher_loop, teacher_messages
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +47,7 @@ def _predict_labels(backend, items: list[dict], template: str, params: GenParams
 
 def write_rationales(
     items_path: str | Path,
-    teacher_template: str | Path,
-    fix_template: str | Path,
-    student_template: str | Path,
-    out_path: str | Path,
-    dropped_path: str | Path,
-    summary_path: str | Path,
+    files: TeacherFiles,
     *,
     backend,
     params: GenParams,
@@ -63,13 +58,7 @@ def write_rationales(
 
     Args:
         items_path: the training split.
-        teacher_template: the teacher's rationale prompt ({question}, {label}).
-        fix_template: the follow-up prompt of a format-fix round ({problems}, {conclusion}).
-        student_template: the student's prompt; kept rows carry the training conversation
-            (student prompt + rationale), so training sees exactly what evaluation asks.
-        out_path: kept rationales (JSONL).
-        dropped_path: dropped items with their problems (JSONL).
-        summary_path: counts (JSON).
+        files: the prompts ({question}, {label} in the teacher's) and the output files.
         backend: a chat back-end (``harmdrift.backends``).
         params: the teacher's decoding settings.
         cfg: checks and retries.
@@ -77,14 +66,14 @@ def write_rationales(
             own answer ({question}).
 
     Returns:
-        The summary written to ``summary_path``.
+        The summary written to ``files.summary``.
     """
     items = read_jsonl(items_path)
     if not items:
         raise DataError(f"{items_path}: the training split has no items")
-    first = load_template(teacher_template, ("question", "label"))
-    fix = load_template(fix_template, ("problems", "conclusion"))
-    student = load_template(student_template)
+    first = load_template(files.teacher_prompt, ("question", "label"))
+    fix = load_template(files.fix_prompt, ("problems", "conclusion"))
+    student = load_template(files.student_prompt)
     if cfg.label_source == "gold":
         labels = [item["gold_label"] for item in items]
     else:
@@ -133,10 +122,10 @@ def write_rationales(
                 "weight": 1.0,
             }
         )
-    write_jsonl(out_path, kept)
-    write_jsonl(dropped_path, dropped)
+    write_jsonl(files.rationales, kept)
+    write_jsonl(files.dropped, dropped)
     summary = _summary(kept, dropped, cfg, params, provenance)
-    write_json(summary_path, summary)
+    write_json(files.summary, summary)
     logger.info("rationales: %s", json.dumps({k: summary[k] for k in ("items", "kept", "fixed", "dropped")}))
     if not kept:
         # Not raised here: the rule's outputs (the dropped file above all) must survive for
@@ -145,7 +134,7 @@ def write_rationales(
             "no rationale passed the checks (%d dropped; see %s); a stronger teacher or looser "
             "distill.* bounds are needed",
             len(dropped),
-            dropped_path,
+            files.dropped,
         )
     return summary
 

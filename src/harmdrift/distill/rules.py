@@ -8,6 +8,7 @@ from harmdrift.backends import write_usage
 from harmdrift.config import chat_backend, rationale_config, section_params
 from harmdrift.core.runtime import set_threads
 from harmdrift.distill import rationales as rationale_set
+from harmdrift.distill.teacher import TeacherFiles
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,7 @@ def write_rationales(
     try:
         return rationale_set.write_rationales(
             split_items,
-            teacher_prompt,
-            fix_prompt,
-            student_prompt,
-            rationales,
-            dropped,
-            summary,
+            TeacherFiles(teacher_prompt, fix_prompt, student_prompt, rationales, dropped, summary),
             backend=backend,
             params=params,
             cfg=cfg,

@@ -10,11 +10,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.parsing import CONFLICTING, FALLBACK_FORMAT, STRICT, conclusion_written, parse_binary
 from harmdrift.core.prompts import display_question
 from harmdrift.distill.checks import RationaleConfig, check_rationale
+
+
+@dataclass(frozen=True)
+class TeacherFiles:
+    """What a teacher stage reads and writes: three prompt files in, three record files out.
+
+    ``teacher_prompt`` is the first turn, ``fix_prompt`` the follow-up of a format-fix round
+    ({problems}, {conclusion}), and ``student_prompt`` the student's own prompt: kept rows carry
+    the training conversation (student prompt + rationale), so training sees exactly what
+    evaluation asks. ``rationales`` (kept, JSONL), ``dropped`` (with reasons, JSONL) and
+    ``summary`` (counts, JSON) are the outputs.
+    """
+
+    teacher_prompt: str | Path
+    fix_prompt: str | Path
+    student_prompt: str | Path
+    rationales: str | Path
+    dropped: str | Path
+    summary: str | Path
 
 
 def teacher_messages(item: dict, template: str, label: str | None) -> list[dict]:

@@ -12,7 +12,7 @@ from scipy.stats import binomtest
 
 from harmdrift.core.parsing import ABSTAIN, BINARY_FALLBACK_STATUSES, MC_SCORED_STATUSES, NO, REFUSAL, YES
 from harmdrift.core.stats import bootstrap_totals, check_n_boot, percentile_ci, ratio
-from harmdrift.core.vocab import ALL
+from harmdrift.core.vocab import ACCURACY_COLUMNS, ALL
 
 logger = logging.getLogger(__name__)
 
@@ -27,15 +27,7 @@ REFERENCE_REQUIRED = ("id", "prediction")
 BINARY_COLUMNS = (
     "benchmark",
     "n",
-    "overall_acc",
-    "ci_low",
-    "ci_high",
-    "equal_acc",
-    "equal_ci_low",
-    "equal_ci_high",
-    "diff_acc",
-    "diff_ci_low",
-    "diff_ci_high",
+    *ACCURACY_COLUMNS,
     "yes_rate",
     "gold_yes_rate",
     "abstain_rate",

@@ -16,7 +16,7 @@ from harmdrift.core.parsing import (
 from harmdrift.core.prompts import build_messages, display_question, load_template
 from harmdrift.core.vocab import SEVERITIES
 from harmdrift.distill.checks import RationaleConfig, canonical_rationale, problem_kind
-from harmdrift.distill.teacher import TeacherCase, run_teacher_loop
+from harmdrift.distill.teacher import TeacherCase, TeacherFiles, run_teacher_loop
 from harmdrift.repair.cases import _by_id, _check_scorer, _label_scores, read_drift_cases
 from harmdrift.repair.config import RepairConfig
 
@@ -122,12 +122,7 @@ def write_repair_rationales(
     audit_csv: str | Path,
     pairs_jsonl: str | Path,
     items_path: str | Path,
-    teacher_template: str | Path,
-    fix_template: str | Path,
-    student_template: str | Path,
-    out_path: str | Path,
-    dropped_path: str | Path,
-    summary_path: str | Path,
+    files: TeacherFiles,
     *,
     backend,
     params: GenParams,
@@ -150,12 +145,7 @@ def write_repair_rationales(
             category, reason, score_base, ...).
         pairs_jsonl: the audit's pairs file; the drifted explanation is recorded for reference.
         items_path: the audited split (question text, gold label, benchmark, condition).
-        teacher_template: the repair prompt ({question}, {label}, {reason}).
-        fix_template: the format-fix prompt of Stage I ({problems}, {conclusion}).
-        student_template: the student's prompt; kept rows carry the training conversation.
-        out_path: kept repair rationales (JSONL).
-        dropped_path: dropped cases with their reason (JSONL).
-        summary_path: counts (JSON).
+        files: the prompts (the repair prompt takes {question}, {label}, {reason}) and the outputs.
         backend: the teacher's chat back-end.
         params: the teacher's decoding settings.
         cfg: Stage I's checks and fix rounds (``distill`` section, gold labels).
@@ -166,14 +156,14 @@ def write_repair_rationales(
         tag: part of each request key; give later repair rounds their own (e.g. "repair_r2").
 
     Returns:
-        The summary written to ``summary_path``.
+        The summary written to ``files.summary``.
 
     Raises:
         DataError: for a bad audit table, or drift cases missing from the items or pairs file.
     """
-    template = load_template(teacher_template, ("question", "label", "reason"))
-    fix = load_template(fix_template, ("problems", "conclusion"))
-    student = load_template(student_template)
+    template = load_template(files.teacher_prompt, ("question", "label", "reason"))
+    fix = load_template(files.fix_prompt, ("problems", "conclusion"))
+    student = load_template(files.student_prompt)
     _check_scorer(scorer, screen_label)
     audit_rows = read_drift_cases(audit_csv)
     ids = [row["id"] for row in audit_rows]
@@ -223,10 +213,10 @@ def write_repair_rationales(
                 "weight": 1.0,
             }
         )
-    write_jsonl(out_path, kept)
-    write_jsonl(dropped_path, dropped)
+    write_jsonl(files.rationales, kept)
+    write_jsonl(files.dropped, dropped)
     summary = _repair_summary(kept, dropped, cfg, repair, params, provenance, scorer, screen_label, max_chars)
-    write_json(summary_path, summary)
+    write_json(files.summary, summary)
     logger.info("repair rationales: %s", json.dumps({k: summary[k] for k in ("cases", "kept", "dropped")}))
     return summary
 

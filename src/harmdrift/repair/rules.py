@@ -5,6 +5,7 @@ from __future__ import annotations
 from harmdrift.backends import write_usage
 from harmdrift.config import audit_scorer, chat_backend, rationale_config, section_params
 from harmdrift.core.runtime import set_threads
+from harmdrift.distill.teacher import TeacherFiles
 from harmdrift.repair.config import RepairConfig
 from harmdrift.repair.joint import joint_penalty_weights
 from harmdrift.repair.rationales import write_repair_rationales as write_repairs
@@ -34,8 +35,9 @@ def write_repair_rationales(
     scorer, label = audit_scorer(screen["scorer"], cache_dir)
     try:
         return write_repairs(
-            audit, pairs, split_items, teacher_prompt, fix_prompt, student_prompt, rationales, dropped,
-            summary, backend=backend, params=params, cfg=rationale_config(distill, "gold"),
+            audit, pairs, split_items,
+            TeacherFiles(teacher_prompt, fix_prompt, student_prompt, rationales, dropped, summary),
+            backend=backend, params=params, cfg=rationale_config(distill, "gold"),
             repair=RepairConfig.from_dict(repair), scorer=scorer, screen_label=label,
             max_chars=screen["max_chars"], tag=tag,
         )  # fmt: skip

@@ -9,20 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from harmdrift.core.io import DataError
-from harmdrift.core.vocab import ALL
+from harmdrift.core.vocab import ACCURACY_COLUMNS, ALL
 
 # Columns read from the ALL row of each metrics table, in the order they appear in the output.
 METRIC_COLUMNS = (
     "n",
-    "overall_acc",
-    "ci_low",
-    "ci_high",
-    "equal_acc",
-    "equal_ci_low",
-    "equal_ci_high",
-    "diff_acc",
-    "diff_ci_low",
-    "diff_ci_high",
+    *ACCURACY_COLUMNS,
     "abstain_rate",
     "yes_rate",
     "gold_yes_rate",
