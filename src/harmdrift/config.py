@@ -6,6 +6,10 @@ This module and the rules modules are the only code that reads the config dict."
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 import yaml
@@ -13,6 +17,8 @@ import yaml
 from harmdrift.audit.judge import JudgeConfig
 from harmdrift.backends import BackendConfig, get_backend
 from harmdrift.core.decoding import GenParams
+from harmdrift.core.runtime import check_4bit
+from harmdrift.data.splits import SplitConfig
 from harmdrift.distill.checks import RationaleConfig
 from harmdrift.lm.engine import HFModelConfig
 from harmdrift.lm.refs import ModelSpec, parse_model_spec
@@ -21,9 +27,20 @@ from harmdrift.scorers.base import ScorerConfig
 from harmdrift.train.config import TrainConfig
 
 
+def _from_section(cls, section: dict, **extra):
+    """Build a settings dataclass from a schema-filled section, indexing every field the section
+    sets, so a field the schema does not fill fails loudly instead of taking a silent default."""
+    return cls(**{f.name: section[f.name] for f in fields(cls) if f.name not in extra}, **extra)
+
+
+def scorer_config(scorer: dict) -> ScorerConfig:
+    """The settings of an ``audit.scorer`` config section."""
+    return _from_section(ScorerConfig, scorer)
+
+
 def audit_scorer(scorer: dict, cache_dir: str | None):
     """The toxicity scorer an ``audit.scorer`` section describes (behind its cache), and its label."""
-    cfg = ScorerConfig.from_dict(scorer)
+    cfg = scorer_config(scorer)
     return make_scorer(cfg, cache_dir), cfg.label
 
 
@@ -45,30 +62,72 @@ class ConfigError(ValueError):
     """A config value is missing, misspelt or out of range; the message names the key."""
 
 
+# ---------------------------------------------------------------------------------------------
+# Validation. config/schema.yaml holds every key's type, range, choices and default; the
+# dataclasses hold the rules that join two keys. check_config builds each dataclass once, so
+# those rules fail before the workflow starts, with the key named.
+
+
 def _key_path(parts) -> str:
     return ".".join(str(p) for p in parts) or "<top level>"
 
 
-def _fill_defaults(node: dict, schema: dict) -> None:
+def _ref_target(ref: str, root: dict) -> dict:
+    """The schema node a local reference such as ``#/$defs/chat_backend`` points to."""
+    node = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def _properties(schema: dict, root: dict) -> dict:
+    """The keys a schema node allows, with those it takes in through ``$ref`` and ``allOf``."""
+    found: dict = {}
+    if "$ref" in schema:
+        found.update(_properties(_ref_target(schema["$ref"], root), root))
+    for part in schema.get("allOf", []):
+        found.update(_properties(part, root))
+    found.update(schema.get("properties", {}))
+    return found
+
+
+def _fill_defaults(node: dict, schema: dict, root: dict) -> None:
     """Insert schema defaults for absent keys, recursively, so code never guesses a default."""
-    for key, sub in schema.get("properties", {}).items():
+    for key, sub in _properties(schema, root).items():
         if key not in node and "default" in sub:
             node[key] = copy.deepcopy(sub["default"])
-        if isinstance(node.get(key), dict) and sub.get("type") == "object":
-            _fill_defaults(node[key], sub)
+        if isinstance(node.get(key), dict):
+            _fill_defaults(node[key], sub, root)
 
 
-def _describe(error) -> str:
+def _describe(error, root: dict) -> str:
     """Turn a jsonschema error into one line naming the config key."""
     where = _key_path(error.absolute_path)
-    if error.validator == "additionalProperties":
-        known = sorted(error.schema.get("properties", {}))
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        known = sorted(_properties(error.schema, root))
         unknown = sorted(set(error.instance) - set(known))
         keys = ", ".join(_key_path([*error.absolute_path, k]) for k in unknown)
         return f"unknown config key {keys}; allowed here: {', '.join(known)}"
     if error.validator == "required":
         return f"config section {where}: {error.message}"
+    if error.validator in ("anyOf", "oneOf") and "description" in error.schema:
+        # jsonschema only says "not valid under any of the given schemas"; the key's own
+        # description says what is allowed.
+        return f"config key {where}: {error.instance!r} is not allowed; {error.schema['description']}"
     return f"config key {where}: {error.message}"
+
+
+def _non_finite_keys(node, path=()) -> Iterator[str]:
+    # YAML can spell .inf and .nan, which JSON Schema's "number" lets through; no key here
+    # means either.
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _non_finite_keys(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _non_finite_keys(value, (*path, index))
+    elif isinstance(node, float) and not math.isfinite(node):
+        yield _key_path(path)
 
 
 def validate_config(config: dict, schema_path: str | Path) -> dict:
@@ -85,37 +144,43 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = "\n  ".join(_describe(e) for e in errors)
-        raise ConfigError(f"invalid configuration ({len(errors)} problem(s)):\n  {lines}")
-    _fill_defaults(config, schema)
+    problems = [_describe(e, schema) for e in errors]
+    problems += [f"config key {key}: must be a finite number" for key in _non_finite_keys(config)]
+    if problems:
+        lines = "\n  ".join(problems)
+        raise ConfigError(f"invalid configuration ({len(problems)} problem(s)):\n  {lines}")
+    _fill_defaults(config, schema, schema)
     check_config(config)
     return config
 
 
+@contextmanager
+def _as_config_error(section: str = "") -> Iterator[None]:
+    """Report a dataclass's ValueError as a ConfigError; ``section`` prefixes messages whose key
+    is named within its section (the back-end settings)."""
+    try:
+        yield
+    except ValueError as err:
+        raise ConfigError(f"config section {section}: {err}" if section else str(err)) from None
+
+
 def check_config(config: dict) -> None:
-    """Rules that span fields or touch the disk, which JSON Schema cannot say."""
-    split = config["data"]["split"]
-    if split["mode"] == "subsample" and "n_per_group" not in split:
-        raise ConfigError("config key data.split.n_per_group is required when data.split.mode is subsample")
-    try:
-        spec = parse_model_spec(config["student"]["model"], key="student.model")
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    teacher = config["teacher"]
-    try:
+    """What JSON Schema cannot say: the rules that join keys (each dataclass's own, by building
+    it from its section) and those that touch the disk."""
+    student, audit = config["student"], config["audit"]
+    with _as_config_error():
+        SplitConfig(**config["data"]["split"])
+        spec = student_spec(config)
         teacher_spec(config)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    if teacher["backend"] == "openai" and not teacher.get("base_url"):
-        raise ConfigError("config key teacher.base_url is required when teacher.backend is openai")
-    try:
+        check_4bit(student["quantization"], student["device"], key="student.quantization")
+        train_config(config["training"], student)
         rationale_config(config["distill"], "gold")
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    if config["student"]["quantization"] == "4bit" and config["student"]["device"] == "cpu":
-        raise ConfigError("config key student.quantization: 4bit needs a GPU, but student.device is cpu")
-    if spec.kind == "embedded" and config["student"]["quantization"] == "4bit":
+        scorer_config(audit["scorer"])
+    for name, section in (("teacher", config["teacher"]), ("audit.judge", audit["judge"])):
+        if section["backend"] != "none":
+            with _as_config_error(name):
+                backend_config(section)
+    if spec.kind == "embedded" and student["quantization"] == "4bit":
         raise ConfigError(
             "config key student.quantization: 4bit is for large hub/local models, not embedded ones"
         )
@@ -141,48 +206,24 @@ def hf_model_config(
     """Build the loader settings for a model section (student, later teacher/judge)."""
     return HFModelConfig(
         model=load_path,
-        revision=model_section.get("revision"),
+        revision=model_section["revision"],
         adapter=adapter,
-        dtype=model_section.get("dtype", "auto"),
-        quantization=model_section.get("quantization", "none"),
-        device=model_section.get("device", "auto"),
+        dtype=model_section["dtype"],
+        quantization=model_section["quantization"],
+        device=model_section["device"],
         batch_size=generation["batch_size"],
         sort_by_length=generation["sort_by_length"],
     )
 
 
-def rationale_config(distill: dict, label_source: str):
+def rationale_config(distill: dict, label_source: str) -> RationaleConfig:
     """The rationale checks of the ``distill`` section, for one label source."""
-
-    return RationaleConfig(
-        min_sentences=distill["min_sentences"],
-        max_sentences=distill["max_sentences"],
-        max_quote_chars=distill["max_quote_chars"],
-        max_fix_rounds=distill["max_fix_rounds"],
-        label_source=label_source,
-        append_missing_conclusion=distill["append_missing_conclusion"],
-    )
+    return _from_section(RationaleConfig, distill, label_source=label_source)
 
 
-def backend_config(section: dict):
-    """The chat back-end settings of a teacher/judge config section."""
-
-    return BackendConfig(
-        backend=section["backend"],
-        model=section["model"],
-        revision=section.get("revision"),
-        dtype=section.get("dtype", "auto"),
-        device=section.get("device", "auto"),
-        quantization=section.get("quantization", "none"),
-        batch_size=section.get("batch_size", 16),
-        base_url=section.get("base_url"),
-        api_key_env=section.get("api_key_env"),
-        concurrency=section.get("concurrency", 16),
-        max_retries=section.get("max_retries", 3),
-        timeout_s=section.get("timeout_s", 60),
-        price_prompt_per_mtok=section.get("price_prompt_per_mtok"),
-        price_completion_per_mtok=section.get("price_completion_per_mtok"),
-    )
+def backend_config(section: dict) -> BackendConfig:
+    """The chat back-end settings of a teacher/judge config section (``$defs/chat_backend``)."""
+    return _from_section(BackendConfig, section)
 
 
 def section_params(section: dict) -> GenParams:
@@ -197,20 +238,13 @@ def section_params(section: dict) -> GenParams:
 
 def chat_backend(section: dict, cache_dir: str | None):
     """The chat back-end a teacher or judge section describes, behind the response cache."""
-
     return get_backend(backend_config(section), cache_dir)
 
 
 def train_config(training: dict, student: dict) -> TrainConfig:
     """The training settings: the ``training`` section plus the student's dtype and quantization
     (so QLoRA is simply ``student.quantization: 4bit``)."""
-    target = training["target_modules"]
-    return TrainConfig(
-        **{k: v for k, v in training.items() if k != "target_modules"},
-        target_modules=target if isinstance(target, str) else tuple(target),
-        dtype=student["dtype"],
-        quantization=student["quantization"],
-    )
+    return TrainConfig(**training, dtype=student["dtype"], quantization=student["quantization"])
 
 
 def gen_params(generation: dict, framing: str) -> GenParams:

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import copy
+import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import yaml
 
-from harmdrift.config import ConfigError, gen_params, hf_model_config, student_spec, validate_config
+from harmdrift.backends import BackendConfig
+from harmdrift.config import (
+    ConfigError,
+    backend_config,
+    gen_params,
+    hf_model_config,
+    judge_config,
+    rationale_config,
+    scorer_config,
+    section_params,
+    student_spec,
+    train_config,
+    validate_config,
+)
+from harmdrift.core.vocab import FRAMINGS
 from harmdrift.data.splits import SplitConfig
+from harmdrift.distill.checks import RationaleConfig
+from harmdrift.repair.config import RepairConfig
+from harmdrift.scorers.base import ScorerConfig
+from harmdrift.train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "config" / "schema.yaml"
@@ -36,43 +56,65 @@ def _in_repo(monkeypatch):
     monkeypatch.chdir(ROOT)  # config paths are relative to the repository
 
 
+def every_dataclass(config: dict) -> dict:
+    """Every dataclass the rules build from config, built from one validated profile.
+
+    The builders index the schema-filled sections directly, so a dataclass field the schema
+    does not fill fails here, and each dataclass's own cross-field rules run on the profile.
+    """
+    audit = config["audit"]
+    built = {
+        "split": SplitConfig(**config["data"]["split"]),
+        "student": hf_model_config(config["student"], config["generation"], load_path="x"),
+        "training": train_config(config["training"], config["student"]),
+        "rationales": rationale_config(config["distill"], "gold"),
+        "teacher": backend_config(config["teacher"]),
+        "teacher_params": section_params(config["teacher"]),
+        "scorer": scorer_config(audit["scorer"]),
+        "judge": judge_config(audit["judge"]),
+        "repair": RepairConfig.from_dict(config["repair"]),
+    }
+    for framing in FRAMINGS:
+        built[f"params_{framing}"] = gen_params(config["generation"], framing)
+    if audit["judge"]["backend"] != "none":
+        built["judge_backend"] = backend_config(audit["judge"])
+    return built
+
+
 def test_default_profile_is_valid_and_builds_every_dataclass():
     config = validate_config(merged(), SCHEMA)
-    SplitConfig(**config["data"]["split"])
-    for framing in config["evaluation"]["framings"]:
-        params = gen_params(config["generation"], framing)
-        assert params.max_new_tokens == config["generation"]["max_new_tokens"][framing]
-    cfg = hf_model_config(config["student"], config["generation"], load_path="x")
-    assert cfg.batch_size == config["generation"]["batch_size"]
+    built = every_dataclass(config)
+    for framing in FRAMINGS:
+        assert built[f"params_{framing}"].max_new_tokens == config["generation"]["max_new_tokens"][framing]
+    assert built["student"].batch_size == config["generation"]["batch_size"]
     assert student_spec(config).kind == "embedded"
-
-
-def later_stage_dataclasses(config: dict):
-    """The Stage II-III dataclasses every profile must build (schema and code kept in step)."""
-    from harmdrift.backends import BackendConfig
-    from harmdrift.config import backend_config, judge_config
-    from harmdrift.repair.config import RepairConfig
-    from harmdrift.scorers.base import ScorerConfig
-
-    audit = config["audit"]
-    judge = judge_config(audit["judge"])
-    backend = backend_config(audit["judge"]) if judge.backend != "none" else None
-    assert backend is None or isinstance(backend, BackendConfig)
-    return ScorerConfig.from_dict(audit["scorer"]), judge, RepairConfig.from_dict(config["repair"])
-
-
-def test_default_profile_builds_the_later_stages():
-    config = validate_config(merged(), SCHEMA)
-    scorer, judge, repair = later_stage_dataclasses(config)
+    scorer, judge, repair = built["scorer"], built["judge"], built["repair"]
     assert scorer.kind == "embedded" and judge.backend == "hf" and repair.rounds == 1
     assert config["audit"]["split"] == "val"  # held out from test by default
     assert judge.params.temperature == config["audit"]["judge"]["temperature"]
 
 
+def test_dataclass_fields_are_schema_keys():
+    # The other half of keeping schema and code in step: no field that the config cannot set.
+    schema = yaml.safe_load(SCHEMA.read_text())
+    top = schema["properties"]
+    shared = set(schema["$defs"]["chat_backend"]["properties"])
+    backend = {f.name for f in fields(BackendConfig)}
+    assert backend == shared | {"backend", "model"}
+    assert backend <= shared | set(top["teacher"]["properties"])
+    assert backend <= shared | set(top["audit"]["properties"]["judge"]["properties"])
+    assert {f.name for f in fields(ScorerConfig)} == set(top["audit"]["properties"]["scorer"]["properties"])
+    assert {f.name for f in fields(SplitConfig)} == set(top["data"]["properties"]["split"]["properties"])
+    assert {f.name for f in fields(RepairConfig)} == set(top["repair"]["properties"])
+    # dtype and quantization come from the student section; save_steps is fixed in code.
+    train = {f.name for f in fields(TrainConfig)} - {"dtype", "quantization", "save_steps"}
+    assert train == set(top["training"]["properties"])
+    rationale = {f.name for f in fields(RationaleConfig)} - {"label_source"}
+    assert rationale == set(top["distill"]["properties"]) - {"predicted_label"}
+
+
 def test_smoke_profile_is_valid():
-    config = validate_config(merged("smoke.yaml"), SCHEMA)
-    SplitConfig(**config["data"]["split"])
-    later_stage_dataclasses(config)
+    every_dataclass(validate_config(merged("smoke.yaml"), SCHEMA))
 
 
 def test_paper_profile_is_valid_and_uses_the_paper_split():
@@ -80,8 +122,10 @@ def test_paper_profile_is_valid_and_uses_the_paper_split():
     assert config["data"]["split"]["mode"] == "paper"
     assert student_spec(config).kind == "hub"
     assert config["generation"]["max_new_tokens"]["binary"] == 256
-    scorer, judge, repair = later_stage_dataclasses(config)
+    built = every_dataclass(config)
+    scorer, judge, repair = built["scorer"], built["judge"], built["repair"]
     assert config["audit"]["split"] == "test"  # DART's transductive protocol
+    assert built["teacher"].base_url == "https://api.deepseek.com/v1"
     assert scorer.kind == "hf" and judge.backend == "openai" and repair.mode == "oversample"
 
 
@@ -157,4 +201,197 @@ def test_missing_prompt_file_is_named():
     config = merged()
     config["prompts"]["mc"] = "config/prompts/nope.txt"
     with pytest.raises(ConfigError, match=r"prompts\.mc"):
+        validate_config(config, SCHEMA)
+
+
+def test_defaults_of_the_shared_backend_keys_are_filled():
+    config = merged()
+    del config["teacher"]["batch_size"]
+    del config["audit"]["judge"]
+    validate_config(config, SCHEMA)
+    assert config["teacher"]["batch_size"] == 16 and config["teacher"]["cache"] is True
+    judge = config["audit"]["judge"]
+    assert (judge["backend"], judge["api_key_env"], judge["temperature"], judge["cache"]) == (
+        "hf",
+        "OPENAI_API_KEY",
+        0.1,
+        True,
+    )
+
+
+def test_cache_false_reaches_the_dataclasses():
+    config = merged()
+    for section in (config["teacher"], config["audit"]["judge"], config["audit"]["scorer"]):
+        section["cache"] = False
+    validate_config(config, SCHEMA)
+    assert backend_config(config["teacher"]).cache is False
+    assert backend_config(config["audit"]["judge"]).cache is False
+    assert scorer_config(config["audit"]["scorer"]).cache is False
+    default = validate_config(merged(), SCHEMA)
+    assert backend_config(default["teacher"]).cache is True
+    assert scorer_config(default["audit"]["scorer"]).cache is True
+
+
+def test_unknown_key_in_a_backend_block_lists_the_shared_keys_too():
+    config = merged()
+    config["audit"]["judge"]["temprature"] = 0.2
+    with pytest.raises(ConfigError, match=r"unknown config key audit\.judge\.temprature; allowed") as err:
+        validate_config(config, SCHEMA)
+    allowed = str(err.value).split("allowed here: ")[1].split(", ")
+    assert {"api_key_env", "batch_size", "cache", "combine", "temperature"} <= set(allowed)
+
+
+def section_of(config: dict, where: str) -> tuple[dict, str]:
+    """The dict holding a dotted key, and the key's last part."""
+    *sections, key = where.split(".")
+    node = config
+    for part in sections:
+        node = node[part]
+    return node, key
+
+
+def with_value(where: str, value) -> dict:
+    config = merged()
+    node, key = section_of(config, where)
+    node[key] = value
+    return config
+
+
+# One bad value per check that a dataclass's __post_init__ used to repeat; the schema is now
+# their only source, and its message names the key.
+SCHEMA_REJECTS = [
+    # TrainConfig
+    ("training.lora_r", 0),
+    ("training.lora_r", True),
+    ("training.learning_rate", "2e-4"),
+    ("training.learning_rate", float("inf")),
+    ("training.lora_dropout", 1.0),
+    ("training.warmup_ratio", 1.0),
+    ("training.scheduler", "step"),
+    ("training.max_steps", 0),
+    ("training.seed", -1),
+    ("training.target_modules", []),
+    ("training.target_modules", [""]),
+    ("training.group_by_length", "yes"),
+    ("student.quantization", "8bit"),
+    # SplitConfig
+    ("data.split.mode", "random"),
+    ("data.split.seed", "42"),
+    ("data.split.n_per_group.train", 0),
+    ("data.split.n_per_group.val", 2.5),
+    ("data.split.n_per_group.test", True),
+    ("data.split.n_per_group", [2, 2, 2]),
+    # RepairConfig
+    ("repair.severity_weights.minor", 0),
+    ("repair.mode", "repeat"),
+    ("repair.replay_share", 1.0),
+    ("repair.replay_share", -0.1),
+    ("repair.max_rescore_rounds", -1),
+    ("repair.rounds", 0),
+    ("repair.seed", 1.5),
+    # JudgeConfig
+    ("audit.judge.combine", "majority"),
+    ("audit.judge.scope", "some"),
+    ("audit.judge.max_reasks", -1),
+    ("audit.judge.check_floor", 1.5),
+    ("audit.judge.structured_output", "grammar"),
+    ("audit.judge.backend", "vllm"),
+    # ScorerConfig
+    ("audit.scorer.kind", "perspective"),
+    ("audit.scorer.batch_size", 0),
+    ("audit.scorer.batch_size", True),
+    ("audit.scorer.max_length", 0),
+    ("audit.scorer.device", "tpu"),
+    ("audit.scorer.label", ""),
+    ("audit.scorer.cache", "yes"),
+    # BackendConfig, in both blocks that share its keys
+    ("teacher.model", ""),
+    ("teacher.concurrency", 0),
+    ("teacher.max_retries", -1),
+    ("teacher.timeout_s", 0),
+    ("teacher.base_url", "h:8000/v1"),
+    ("teacher.cache", "no"),
+    ("audit.judge.batch_size", 0),
+    ("audit.judge.price_prompt_per_mtok", -1.0),
+    ("audit.judge.quantization", "8bit"),
+    # GenParams
+    ("generation.top_p", 0),
+    ("generation.temperature", -0.1),
+    ("generation.max_new_tokens.binary", 0),
+    ("teacher.top_p", 1.5),
+    ("audit.judge.max_new_tokens", 0),
+    # HFModelConfig
+    ("student.dtype", "float8"),
+    ("student.device", "tpu"),
+    ("generation.batch_size", 0),
+    # RationaleConfig
+    ("distill.min_sentences", 0),
+    ("distill.max_quote_chars", 0),
+    ("distill.max_fix_rounds", -1),
+]
+
+
+@pytest.mark.parametrize(("where", "value"), SCHEMA_REJECTS)
+def test_schema_rejects_bad_values_naming_the_key(where, value):
+    with pytest.raises(ConfigError, match=rf"config key {re.escape(where)}: "):
+        validate_config(with_value(where, value), SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("data.split.n_per_group.val", r"config section data\.split\.n_per_group: 'val' is a required"),
+        ("repair.severity_weights.extreme", r"config section repair\.severity_weights: 'extreme' is a"),
+    ],
+)
+def test_missing_required_keys_are_named(where, message):
+    config = merged()
+    node, key = section_of(config, where)
+    del node[key]
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config, SCHEMA)
+
+
+def test_unknown_nested_key_is_named():
+    config = with_value("data.split.n_per_group.dev", 1)
+    with pytest.raises(ConfigError, match=r"unknown config key data\.split\.n_per_group\.dev"):
+        validate_config(config, SCHEMA)
+    # Checked in paper mode too: a typo should not wait until someone switches mode.
+    config = with_value("data.split.mode", "paper")
+    del config["data"]["split"]["n_per_group"]["test"]
+    with pytest.raises(ConfigError, match=r"data\.split\.n_per_group: 'test' is a required"):
+        validate_config(config, SCHEMA)
+
+
+# The rules that join two keys stay in their dataclass; validation builds each one, so they
+# still fail before anything runs, naming the keys (and, for the shared back-end class, the section).
+CROSS_FIELD = [
+    ({"data.split.n_per_group": None}, r"data\.split\.n_per_group is required when data\.split\.mode"),
+    ({"distill.min_sentences": 5, "distill.max_sentences": 2}, r"distill\.min_sentences / distill\.max"),
+    ({"student.dtype": "float16"}, r"config key student\.dtype: the student is trained in it"),
+    ({"audit.scorer.kind": "hf"}, r"config key audit\.scorer\.model: kind 'hf' needs"),
+    ({"audit.scorer.checkpoint": "a.ckpt"}, r"config key audit\.scorer\.checkpoint"),
+    ({"teacher.backend": "openai"}, r"config section teacher: config key base_url"),
+    ({"teacher.price_prompt_per_mtok": 1.0}, r"config section teacher: config keys price_prompt_per_mtok"),
+    (
+        {"audit.judge.quantization": "4bit", "audit.judge.device": "cpu"},
+        r"config section audit\.judge: config key quantization: 4bit needs a CUDA GPU",
+    ),
+    (
+        {"student.quantization": "4bit", "student.device": "cpu"},
+        r"config key student\.quantization: 4bit needs a CUDA GPU",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), CROSS_FIELD)
+def test_cross_field_rules_are_checked_at_validation(changes, message):
+    config = merged()
+    for where, value in changes.items():
+        node, key = section_of(config, where)
+        if value is None:
+            del node[key]
+        else:
+            node[key] = value
+    with pytest.raises(ConfigError, match=message):
         validate_config(config, SCHEMA)

@@ -312,7 +312,7 @@ def test_the_hf_judge_always_returns_a_valid_verdict(tiny_model):
 # ---------------------------------------------------------------- config
 
 
-def test_judge_config_reads_its_section_and_names_bad_keys():
+def test_judge_config_reads_its_section():
     section = {
         "backend": "openai",
         "combine": "either",
@@ -330,14 +330,7 @@ def test_judge_config_reads_its_section_and_names_bad_keys():
     assert (cfg.backend, cfg.combine, cfg.scope, cfg.structured_output) == ("openai", "either", "all", "none")
     assert cfg.calibrate is False
     assert cfg.params == GenParams(max_new_tokens=64, temperature=0.0, top_p=1.0, seed=5)
-    with pytest.raises(ValueError, match="audit.judge.combine"):
-        judge_config({**section, "combine": "majority"})
-    with pytest.raises(ValueError, match="audit.judge.max_reasks"):
-        JudgeConfig(max_reasks=-1)
-    with pytest.raises(ValueError, match="audit.judge.check_floor"):
-        JudgeConfig(check_floor=1.5)
-    with pytest.raises(ValueError, match="audit.judge.structured_output"):
-        JudgeConfig(structured_output="grammar")
+    # Bad values of these keys are the schema's to reject: see tests/unit/test_config.py.
 
 
 # ---------------------------------------------------------------- the check set

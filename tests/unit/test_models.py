@@ -56,3 +56,42 @@ def test_nf4_quantization_is_qlora_style():
     cfg = nf4_quantization(torch.bfloat16)
     assert cfg.load_in_4bit and cfg.bnb_4bit_quant_type == "nf4" and cfg.bnb_4bit_use_double_quant
     assert cfg.bnb_4bit_compute_dtype == torch.bfloat16
+
+
+def test_quantized_load_kwargs_are_built_in_one_place():
+    import torch
+
+    from harmdrift.core.runtime import quantized_load_kwargs
+
+    assert quantized_load_kwargs("none", torch.float32) == {}
+    kwargs = quantized_load_kwargs("4bit", torch.bfloat16)
+    assert kwargs["device_map"] == {"": 0}
+    assert kwargs["quantization_config"].bnb_4bit_quant_type == "nf4"
+
+
+def test_4bit_check_names_the_key_and_waits_for_auto():
+    from harmdrift.core.runtime import DeviceError, check_4bit
+
+    check_4bit("4bit", "cuda", "student.quantization")
+    check_4bit("4bit", "auto", "student.quantization")  # resolved on the job's machine
+    check_4bit("none", "cpu", "student.quantization")
+    with pytest.raises(DeviceError, match=r"config key teacher\.quantization: 4bit needs a CUDA GPU"):
+        check_4bit("4bit", "cpu", "teacher.quantization")
+    # Config code catches ValueError, load-time callers RuntimeError: both see it.
+    assert issubclass(DeviceError, ValueError) and issubclass(DeviceError, RuntimeError)
+
+
+def test_cuda_without_a_gpu_names_the_key():
+    import torch
+
+    from harmdrift.core.runtime import DeviceError, pick_device
+    from harmdrift.scorers.base import resolve_device
+
+    assert pick_device("cpu") == "cpu"
+    assert pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        pytest.skip("checks the error raised without a GPU")
+    with pytest.raises(DeviceError, match=r"config key student\.device: cuda was asked for"):
+        pick_device("cuda", key="student.device")
+    with pytest.raises(ValueError, match=r"config key audit\.scorer\.device"):
+        resolve_device("cuda")

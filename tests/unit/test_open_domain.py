@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from harmdrift.backends import BackendConfig
 from harmdrift.backends.scripted import ScriptedBackend
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.io import DataError, read_jsonl
@@ -296,8 +298,7 @@ def test_classify_open_answers_writes_all_outputs(tmp_path):
     script = tmp_path / "judge.json"
     script.write_text(json.dumps({"*": _reply("appropriate_differentiation")}), encoding="utf-8")
     judge = {
-        "backend": "scripted",
-        "model": str(script),
+        **asdict(BackendConfig(backend="scripted", model=str(script))),
         "max_new_tokens": 64,
         "temperature": 0.0,
         "top_p": 1.0,

@@ -142,27 +142,6 @@ def test_unknown_severity_is_named():
         severity_weight("catastrophic", RepairConfig())
 
 
-@pytest.mark.parametrize(
-    ("changes", "key"),
-    [
-        ({"severity_weights": {"minor": 1, "moderate": 2, "severe": 3}}, "repair.severity_weights"),
-        (
-            {"severity_weights": {"minor": 0, "moderate": 2, "severe": 3, "extreme": 4}},
-            "repair.severity_weights.minor",
-        ),
-        ({"mode": "repeat"}, "repair.mode"),
-        ({"replay_share": 1.0}, "repair.replay_share"),
-        ({"replay_share": -0.1}, "repair.replay_share"),
-        ({"max_rescore_rounds": -1}, "repair.max_rescore_rounds"),
-        ({"rounds": 0}, "repair.rounds"),
-        ({"seed": 1.5}, "repair.seed"),
-    ],
-)
-def test_config_checks_name_the_key(changes, key):
-    with pytest.raises(ValueError, match=f"config key {key}"):
-        RepairConfig(**changes)
-
-
 def test_from_dict_reads_the_section():
     weights = {"minor": 1, "moderate": 1.5, "severe": 2, "extreme": 5}
     cfg = RepairConfig.from_dict(

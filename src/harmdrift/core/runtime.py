@@ -1,4 +1,8 @@
-"""Device, dtype, thread and 4-bit settings resolved against the machine a job runs on."""
+"""Device, dtype, thread and 4-bit settings resolved against the machine a job runs on.
+
+The allowed values of ``device``, ``dtype`` and ``quantization`` live in config/schema.yaml;
+what is checked here is what only the machine can tell (is there a GPU?).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,14 @@ import time
 
 logger = logging.getLogger(__name__)
 
-DTYPES = ("auto", "bfloat16", "float16", "float32")
-QUANTIZATIONS = ("none", "4bit")
-DEVICES = ("auto", "cpu", "cuda")
+
+class DeviceError(ValueError, RuntimeError):
+    """A device setting this machine cannot honour; the message names the config key to change.
+
+    It is a ValueError because a config value has to change, and a RuntimeError because whether
+    it fails depends on the machine the job landed on (like ``io.UnsupportedOperation``, which
+    is both an OSError and a ValueError), so callers written for either keep catching it.
+    """
 
 
 def set_threads(threads: int | None) -> None:
@@ -20,14 +29,40 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def pick_device(device: str) -> str:
+def pick_device(device: str, key: str = "device") -> str:
+    """Resolve a configured device: auto becomes cuda when torch sees a GPU, else cpu.
+
+    Args:
+        device: auto, cpu or cuda.
+        key: the config key it came from, named in the error.
+
+    Raises:
+        DeviceError: cuda was asked for on a machine without a CUDA GPU.
+    """
     import torch
 
+    available = torch.cuda.is_available()
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for, but torch sees no CUDA GPU on this machine")
+        return "cuda" if available else "cpu"
+    if device == "cuda" and not available:
+        raise DeviceError(f"config key {key}: cuda was asked for, but torch sees no CUDA GPU on this machine")
     return device
+
+
+def check_4bit(quantization: str, device: str, key: str = "quantization") -> None:
+    """4-bit loading runs on bitsandbytes' CUDA kernels only.
+
+    ``device`` may be the configured value (then auto passes: only the job's machine can
+    tell) or the one :func:`pick_device` resolved at load time.
+
+    Raises:
+        DeviceError: naming ``key`` when 4bit meets a device that is not a GPU.
+    """
+    if quantization == "4bit" and device not in ("cuda", "auto"):
+        raise DeviceError(
+            f"config key {key}: 4bit needs a CUDA GPU (bitsandbytes NF4 kernels), but the device is "
+            f"{device}; set it to none to run on CPU"
+        )
 
 
 def cpu_bf16_speedup(size: int = 768, repeats: int = 5) -> float:
@@ -79,3 +114,12 @@ def nf4_quantization(compute_dtype):
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype,
     )
+
+
+def quantized_load_kwargs(quantization: str, compute_dtype) -> dict:
+    """What ``from_pretrained`` needs on top of dtype for this quantization, for generation and
+    training alike: nothing for none; for 4bit, NF4 weights placed whole on the first GPU
+    (bitsandbytes cannot move a quantised model afterwards)."""
+    if quantization != "4bit":
+        return {}
+    return {"quantization_config": nf4_quantization(compute_dtype), "device_map": {"": 0}}

@@ -15,28 +15,9 @@ import pandas as pd
 
 from harmdrift.core.io import DataError, file_sha256, write_json, write_jsonl
 from harmdrift.core.vocab import SPLITS
-from harmdrift.data.load import RECONSTRUCTION_NOTE, _show, benchmark_path, load_benchmarks
+from harmdrift.data.load import RECONSTRUCTION_NOTE, benchmark_path, load_benchmarks
 
 logger = logging.getLogger(__name__)
-
-SPLIT_MODES = ("paper", "subsample")
-
-
-def _check_n_per_group(n_per_group: object) -> None:
-    key = "data.split.n_per_group"
-    if not isinstance(n_per_group, Mapping):
-        raise ValueError(f"{key} must be a mapping of split to count, got {_show(n_per_group)}")
-    unknown = sorted(set(n_per_group) - set(SPLITS))
-    if unknown:
-        raise ValueError(
-            f"{key}: unknown split(s) {', '.join(map(str, unknown))}; known: {', '.join(SPLITS)}"
-        )
-    for split in SPLITS:
-        if split not in n_per_group:
-            raise ValueError(f"{key}.{split} is required (subsampling must produce every split)")
-        n = n_per_group[split]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{key}.{split} must be an integer >= 1, got {_show(n)}")
 
 
 @dataclass(frozen=True)
@@ -48,7 +29,8 @@ class SplitConfig:
             ``n_per_group[split]`` items per (benchmark, condition) from each paper split.
         seed: seed of the subsample draw; unused in paper mode.
         n_per_group: items per (benchmark, condition) for each of train, val and test. Required in
-            subsample mode; checked but unused in paper mode, so a profile can switch mode alone.
+            subsample mode; unused in paper mode (the schema still checks it, so a profile can
+            switch mode alone).
     """
 
     mode: str = "paper"
@@ -56,17 +38,14 @@ class SplitConfig:
     n_per_group: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in SPLIT_MODES:
-            raise ValueError(
-                f"data.split.mode must be one of {', '.join(SPLIT_MODES)}, got {_show(self.mode)}"
-            )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"data.split.seed must be an integer, got {_show(self.seed)}")
+        # Types, choices and counts are config/schema.yaml's; only the rule joining mode and
+        # n_per_group is left here.
         if self.n_per_group is None:
             if self.mode == "subsample":
-                raise ValueError("data.split.n_per_group is required when data.split.mode is subsample")
+                raise ValueError(
+                    "config key data.split.n_per_group is required when data.split.mode is subsample"
+                )
             return
-        _check_n_per_group(self.n_per_group)
         # A private copy, so editing the caller's dict later cannot change a frozen config.
         object.__setattr__(self, "n_per_group", dict(self.n_per_group))
 

@@ -42,6 +42,8 @@ class AnswerConfig:
     stop_at_answer: bool = True
 
     def __post_init__(self) -> None:
+        # The framing comes from the rule's wildcard, not from a config key the schema checks
+        # (evaluation.framings has no "open"), so this is its only check.
         if self.framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, got {self.framing!r}")
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harmdrift.core.decoding import GenParams
-from harmdrift.core.runtime import DEVICES, DTYPES, QUANTIZATIONS, nf4_quantization, pick_device, pick_dtype
+from harmdrift.core.runtime import check_4bit, pick_device, pick_dtype, quantized_load_kwargs
 from harmdrift.lm.batch import _LiveBatch, _Row
 from harmdrift.lm.sampler import TokenSampler
 
@@ -18,7 +18,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class HFModelConfig:
-    """How to load a causal LM for generation."""
+    """How to load a causal LM for generation.
+
+    Built from schema-checked config sections, whose schema holds the allowed values; whether
+    the machine can honour device and quantization is checked when the model loads.
+    """
 
     model: str  # what from_pretrained takes: a folder or a hub id
     revision: str | None = None
@@ -28,16 +32,6 @@ class HFModelConfig:
     device: str = "auto"
     batch_size: int = 16
     sort_by_length: bool = True
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.quantization not in QUANTIZATIONS:
-            raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -59,22 +53,17 @@ class HFGenerator:
         self.cfg = cfg
         self.progress = progress
         self.device = pick_device(cfg.device)
-        if cfg.quantization == "4bit" and self.device != "cuda":
-            raise RuntimeError(
-                "quantization: 4bit (QLoRA-style NF4 loading) needs a CUDA GPU and bitsandbytes; "
-                "this machine has no GPU. Set the model's quantization to none to run on CPU."
-            )
+        check_4bit(cfg.quantization, self.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
         started = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
         self.tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        load_kwargs: dict = {"revision": cfg.revision, "dtype": self.dtype}
-        if cfg.quantization == "4bit":
-            load_kwargs["quantization_config"] = nf4_quantization(self.dtype)
-            load_kwargs["device_map"] = {"": 0}
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, **load_kwargs)
+        load_kwargs = quantized_load_kwargs(cfg.quantization, self.dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.model, revision=cfg.revision, dtype=self.dtype, **load_kwargs
+        )
         if cfg.adapter:
             from peft import PeftModel
 

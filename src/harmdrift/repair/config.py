@@ -6,7 +6,6 @@ from dataclasses import dataclass, field, fields
 
 from harmdrift.core.vocab import SEVERITIES
 
-MODES = ("weight", "oversample")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no", ""}
 
@@ -18,7 +17,7 @@ def _default_weights() -> dict[str, float]:
 
 @dataclass(frozen=True)
 class RepairConfig:
-    """Stage III settings (the ``repair`` config section).
+    """Stage III settings (the ``repair`` config section, whose keys config/schema.yaml checks).
 
     Attributes:
         severity_weights: weight of a repaired case per judge severity; all four levels, each > 0.
@@ -36,34 +35,6 @@ class RepairConfig:
     seed: int = 0
     max_rescore_rounds: int = 1
     rounds: int = 1
-
-    def __post_init__(self) -> None:
-        weights = self.severity_weights
-        if not isinstance(weights, dict):
-            raise ValueError(f"config key repair.severity_weights must be a mapping, got {weights!r}")
-        unknown = sorted(set(weights) - set(SEVERITIES))
-        missing = [s for s in SEVERITIES if s not in weights]
-        if unknown or missing:
-            raise ValueError(
-                f"config key repair.severity_weights needs exactly {list(SEVERITIES)}; "
-                f"missing {missing}, unknown {unknown}"
-            )
-        for name, value in weights.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(
-                    f"config key repair.severity_weights.{name} must be a number > 0, got {value!r}"
-                )
-        if self.mode not in MODES:
-            raise ValueError(f"config key repair.mode must be one of {MODES}, got {self.mode!r}")
-        share = self.replay_share
-        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
-            raise ValueError(f"config key repair.replay_share must be in [0, 1), got {share!r}")
-        for key, low in (("seed", None), ("max_rescore_rounds", 0), ("rounds", 1)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"config key repair.{key} must be an integer, got {value!r}")
-            if low is not None and value < low:
-                raise ValueError(f"config key repair.{key} must be >= {low}, got {value}")
 
     @classmethod
     def from_dict(cls, section: dict) -> RepairConfig:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from harmdrift.core.runtime import DEVICES
+from harmdrift.core.runtime import pick_device
 
 _DETOXIFY_RELEASES = "https://github.com/unitaryai/detoxify/releases/download/"
 
@@ -25,8 +24,6 @@ DETOXIFY_URLS = {
 # ---------------------------------------------------------------------------------------------
 # One interface for every scorer, built from the ``audit.scorer`` config section.
 # ---------------------------------------------------------------------------------------------
-
-KINDS = ("embedded", "detoxify", "hf")
 
 
 def _key_error(key: str, message: str) -> ValueError:
@@ -60,25 +57,9 @@ class ScorerConfig:
     cache: bool = True
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise _key_error("kind", f"{self.kind!r} is not one of {list(KINDS)}")
-        if not isinstance(self.label, str) or not self.label:
-            raise _key_error("label", f"must be a non-empty string, got {self.label!r}")
-        for key in ("model", "checkpoint"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise _key_error(key, f"must be a non-empty string or null, got {value!r}")
-        _check_positive_int("batch_size", self.batch_size)
-        _check_positive_int("max_length", self.max_length)
-        if self.device not in DEVICES:
-            raise _key_error("device", f"{self.device!r} is not one of {list(DEVICES)}")
-        if not isinstance(self.cache, bool):
-            raise _key_error("cache", f"must be true or false, got {self.cache!r}")
-        self._check_kind_specific()
-
-    def _check_kind_specific(self) -> None:
-        # Keys that the chosen kind would silently ignore are errors: they signal a config
-        # that does not do what its author thinks.
+        # Each key's type and range is config/schema.yaml's; what is left are the rules that
+        # join a key to the chosen kind. Keys that the kind would silently ignore are errors:
+        # they signal a config that does not do what its author thinks.
         if self.kind == "hf" and self.model is None:
             raise _key_error("model", "kind 'hf' needs a model id or local folder")
         if self.kind == "detoxify" and self.model is not None and self.model not in DETOXIFY_URLS:
@@ -87,22 +68,6 @@ class ScorerConfig:
             raise _key_error("model", "kind 'embedded' has a single built-in model; leave model null")
         if self.kind != "detoxify" and self.checkpoint is not None:
             raise _key_error("checkpoint", f"only kind 'detoxify' reads a checkpoint, not {self.kind!r}")
-
-    @classmethod
-    def from_dict(cls, section: dict | None) -> ScorerConfig:
-        """Build from the config section, naming any unknown key (a typo would otherwise be ignored)."""
-        section = dict(section or {})
-        known = [field.name for field in dataclasses.fields(cls)]
-        unknown = sorted(set(section) - set(known))
-        if unknown:
-            raise _key_error(unknown[0], f"unknown key(s) {unknown}; known keys are {known}")
-        return cls(**section)
-
-
-def _check_positive_int(key: str, value: object) -> None:
-    # bool is an int subclass; `batch_size: true` is a mistake, not 1.
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise _key_error(key, f"must be an integer >= 1, got {value!r}")
 
 
 @runtime_checkable
@@ -138,15 +103,8 @@ def check_label(label: str, labels: Sequence[str], source: str) -> None:
 
 
 def resolve_device(device: str) -> str:
-    """ "auto" becomes "cuda" when a GPU is visible, else "cpu"; "cuda" without a GPU is an error."""
-    import torch
-
-    available = torch.cuda.is_available()
-    if device == "auto":
-        return "cuda" if available else "cpu"
-    if device == "cuda" and not available:
-        raise _key_error("device", "'cuda' was asked for but torch sees no CUDA GPU")
-    return device
+    """The scorer's device on this machine (see :func:`harmdrift.core.runtime.pick_device`)."""
+    return pick_device(device, key="audit.scorer.device")
 
 
 def _batches(texts: Sequence[str], size: int):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from harmdrift.core.runtime import nf4_quantization, pick_dtype
+from harmdrift.core.runtime import check_4bit, pick_dtype, quantized_load_kwargs
 from harmdrift.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -24,24 +23,21 @@ def resolve_train_dtype(dtype: str, device: str):
 
 
 def _check_quantization(cfg: TrainConfig, device: str) -> None:
-    if cfg.quantization == "4bit" and device != "cuda":
-        raise RuntimeError(
-            "quantization: 4bit needs a CUDA GPU (bitsandbytes NF4 kernels); torch sees none on this "
-            "machine. Set training.quantization to none to train a plain LoRA adapter on CPU."
-        )
+    # Training takes its quantization from the student section (QLoRA = student.quantization: 4bit).
+    check_4bit(cfg.quantization, device, key="student.quantization")
 
 
 def load_base_model(base_model: str, cfg: TrainConfig, dtype, device: str, revision: str | None = None):
     """Load the frozen base model, 4-bit quantised for QLoRA when configured."""
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"revision": revision, "dtype": dtype}
+    compute_dtype = None
     if cfg.quantization == "4bit":
         import torch
 
-        kwargs["quantization_config"] = nf4_quantization(torch.bfloat16)
-        kwargs["device_map"] = {"": 0}
-    model = AutoModelForCausalLM.from_pretrained(base_model, **kwargs)
+        compute_dtype = torch.bfloat16  # QLoRA computes in bf16 whatever the dtype setting
+    kwargs = quantized_load_kwargs(cfg.quantization, compute_dtype)
+    model = AutoModelForCausalLM.from_pretrained(base_model, revision=revision, dtype=dtype, **kwargs)
     model.config.use_cache = False  # a KV cache is useless in training and costs memory
     if cfg.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
