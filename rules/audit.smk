@@ -36,7 +36,7 @@ rule judge_check:
         "benchmarks/audit/judge_check.tsv"
     conda:
         "../envs/hf.yaml"
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
     params:
@@ -60,7 +60,7 @@ rule judge_pairs:
         "benchmarks/audit/{model}/judge.tsv"
     conda:
         "../envs/hf.yaml"
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
     params:

@@ -13,6 +13,8 @@ os.environ.update(
     {"PYTHONPATH": os.pathsep.join(p for p in (_SRC, _ENV.get("PYTHONPATH")) if p)}
 )
 
+from snakemake.exceptions import WorkflowError
+
 from harmdrift.config import validate_config, student_spec, teacher_spec
 from harmdrift.lm.refs import EMBEDDED_MODELS, parse_model_spec, resolve_load_path
 
@@ -55,6 +57,18 @@ wildcard_constraints:
     source="|".join(LABEL_SOURCES),
     framing="binary|mc|open",
     embedded="|".join(EMBEDDED_MODELS),
+
+
+def all_cores():
+    """Threads for a job that should own the machine: every core Snakemake was given.
+
+    Commands that run no job (`snakemake --report`, `--unlock`, `--list-rules`) are given no
+    cores, and reading workflow.cores then raises; they only need a number, so they get 1.
+    """
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
 
 
 def student_load_path():

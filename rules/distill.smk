@@ -18,7 +18,7 @@ rule write_rationales:
     conda:
         "../envs/hf.yaml"
     # The local teacher uses every core; an API teacher mostly waits on the network.
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         llm_api=1 if config["teacher"]["backend"] == "openai" else 0,
     params:

@@ -14,7 +14,7 @@ rule generate_answers:
         "../envs/hf.yaml"
     # One generation job owns every core: two concurrent jobs on a small CPU only
     # fight over caches, and on a GPU they would fight over memory.
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         gpu=1 if config["student"]["device"] == "cuda" else 0,
     params:

@@ -37,7 +37,7 @@ rule classify_open_answers:
         "benchmarks/open_domain/{model}.tsv"
     conda:
         "../envs/hf.yaml"
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
     params:

@@ -22,7 +22,7 @@ rule write_repair_rationales:
         "benchmarks/repair/{model}/rationales.tsv"
     conda:
         "../envs/hf.yaml"
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         llm_api=1 if config["teacher"]["backend"] == "openai" else 0,
     params:

@@ -15,7 +15,7 @@ rule train_adapter:
         "benchmarks/train/{model}.tsv"
     conda:
         "../envs/hf.yaml"
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         gpu=1 if config["student"]["device"] == "cuda" else 0,
     params:
