@@ -3,7 +3,7 @@
 
 rule pair_answers:
     input:
-        base=f"results/generate/m0/{AUDIT_SPLIT}.binary.jsonl",
+        base=f"results/generate/{vocab.BASE_MODEL}/{AUDIT_SPLIT}.binary.jsonl",
         tuned=f"results/generate/{{model}}/{AUDIT_SPLIT}.binary.jsonl",
         split_items=f"results/data/splits/{AUDIT_SPLIT}.jsonl",
     output:

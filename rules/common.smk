@@ -17,11 +17,12 @@ from snakemake.exceptions import WorkflowError
 
 from harmdrift.config import validate_config, student_spec, teacher_spec
 from harmdrift.lm.refs import EMBEDDED_MODELS, parse_model_spec, resolve_load_path
+from harmdrift.core import vocab
 
 # Fails here, before any job starts, with every bad key named.
 validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 
-SPLITS = ["train", "val", "test"]
+SPLITS = list(vocab.SPLITS)
 FRAMINGS = config["evaluation"]["framings"]
 EVAL_SPLIT = config["evaluation"]["split"]
 AUDIT_SPLIT = config["audit"]["split"]
@@ -29,23 +30,25 @@ AUDIT_SPLIT = config["audit"]["split"]
 # keeps every repair example out of the test numbers.
 PROTOCOL = "transductive" if AUDIT_SPLIT == EVAL_SPLIT else "held-out"
 # Each fine-tuned model and the training file it learns from; M0 is the base model alone.
-TRAINING_DATA = {"m_int": "results/rationales/distill.jsonl"}
+TRAINING_DATA = {vocab.REFERENCE_MODEL: "results/rationales/distill.jsonl"}
 if config["distill"]["predicted_label"]:
-    TRAINING_DATA["m_int_predlabel"] = "results/rationales/predlabel.jsonl"
+    TRAINING_DATA[vocab.PREDLABEL_MODEL] = "results/rationales/predlabel.jsonl"
 if config["joint"]["enabled"]:
-    TRAINING_DATA["m_joint"] = "results/joint/train.jsonl"
+    TRAINING_DATA[vocab.JOINT_MODEL] = "results/joint/train.jsonl"
 # Stage III: each repair round continues from the previous model's adapter and is
 # trained on the drift its audit found (m_dart, then m_dart_r2, ... when rounds > 1).
 REPAIR_PARENT = {}
 for _round in range(1, config["repair"]["rounds"] + 1):
-    _name = "m_dart" if _round == 1 else f"m_dart_r{_round}"
-    REPAIR_PARENT[_name] = "m_int" if _round == 1 else list(REPAIR_PARENT)[-1]
+    _name = vocab.repair_model(_round)
+    REPAIR_PARENT[_name] = (
+        vocab.REFERENCE_MODEL if _round == 1 else list(REPAIR_PARENT)[-1]
+    )
     TRAINING_DATA[_name] = f"results/repair/{_name}/train.jsonl"
-MODELS = ["m0", *TRAINING_DATA]
+MODELS = [vocab.BASE_MODEL, *TRAINING_DATA]
 AUDITED = MODELS[1:]
 # Rationale sets: whether the teacher is told the gold label or first predicts its own
 # (then the prompt asking for that prediction is an input too).
-LABEL_SOURCES = {"distill": "gold", "predlabel": "predicted"}
+LABEL_SOURCES = vocab.RATIONALE_SETS
 PREDICT_PROMPTS = {"distill": [], "predlabel": "config/prompts/teacher_predict.txt"}
 STUDENT = student_spec(config)
 TEACHER = teacher_spec(config)
@@ -97,7 +100,7 @@ def get_teacher_files(wildcards):
 
 def get_adapter(model):
     """The LoRA adapter folder a model name stands for; M0 is the base model alone."""
-    return None if model == "m0" else f"results/adapters/{model}"
+    return None if model == vocab.BASE_MODEL else f"results/adapters/{model}"
 
 
 def get_adapter_files(wildcards):
@@ -164,15 +167,7 @@ def metrics_outputs(model):
 
 
 # Figures of the whole run (results/figures/<name>.png and .pdf).
-FIGURES = [
-    "accuracy_by_model",
-    "benchmark_heatmap",
-    "drift_by_severity",
-    "score_deltas",
-    "open_domain_categories",
-    "loss_curves",
-    "yes_rate_vs_gold",
-]
+FIGURES = list(vocab.FIGURES)
 
 
 def open_domain_rates():

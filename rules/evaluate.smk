@@ -1,7 +1,7 @@
 rule score_binary:
     input:
         answers=f"results/generate/{{model}}/{EVAL_SPLIT}.binary.jsonl",
-        reference=f"results/generate/m0/{EVAL_SPLIT}.binary.jsonl",
+        reference=f"results/generate/{vocab.BASE_MODEL}/{EVAL_SPLIT}.binary.jsonl",
     output:
         csv=report(
             "results/tables/metrics_{model}.csv",

@@ -12,18 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harmdrift.core import vocab
+
 ROOT = Path(__file__).resolve().parents[2]
 COPY = ["Snakefile", "rules", "scripts", "src", "config", "envs", "resources", "report"]
 AUDITED = ["m_int", "m_int_predlabel", "m_joint", "m_dart"]
-FIGURES = [
-    "accuracy_by_model",
-    "benchmark_heatmap",
-    "drift_by_severity",
-    "score_deltas",
-    "open_domain_categories",
-    "loss_curves",
-    "yes_rate_vs_gold",
-]
+FIGURES = list(vocab.FIGURES)
 SMOKE = ["--configfile", "config/smoke.yaml"]
 
 
