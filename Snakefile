@@ -20,6 +20,7 @@ include: "rules/evaluate.smk"
 include: "rules/audit.smk"
 include: "rules/repair.smk"
 include: "rules/open_domain.smk"
+include: "rules/control.smk"
 include: "rules/report.smk"
 
 

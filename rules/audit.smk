@@ -23,9 +23,25 @@ rule pair_answers:
         "../scripts/pair_answers.py"
 
 
+rule build_check_pairs:
+    input:
+        split_items=f"results/data/splits/{AUDIT_SPLIT}.jsonl",
+    output:
+        check_pairs="results/audit/check_pairs.jsonl",
+    log:
+        "logs/audit/check_pairs.log",
+    conda:
+        "../envs/tables.yaml"
+    params:
+        check_set=config["audit"]["check_set"],
+    script:
+        "../scripts/build_check_pairs.py"
+
+
 rule judge_check:
     input:
-        check_set="resources/judge_check/pairs.jsonl",
+        check_pairs="results/audit/check_pairs.jsonl",
+        extra_pairs=config["audit"]["check_set"]["extra"],
         template="config/prompts/judge_drift.txt",
         model=get_judge_files,
     output:
@@ -41,6 +57,7 @@ rule judge_check:
         llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
     params:
         judge=config["audit"]["judge"],
+        check_set=config["audit"]["check_set"],
         cache_dir=config["cache_dir"],
     script:
         "../scripts/judge_check.py"
@@ -65,6 +82,7 @@ rule judge_pairs:
         llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
     params:
         judge=config["audit"]["judge"],
+        verdicts=config["audit"]["verdicts"],
         delta=config["audit"]["delta"],
         cache_dir=config["cache_dir"],
     script:

@@ -44,6 +44,15 @@ for _round in range(1, config["repair"]["rounds"] + 1):
         vocab.REFERENCE_MODEL if _round == 1 else list(REPAIR_PARENT)[-1]
     )
     TRAINING_DATA[_name] = f"results/repair/{_name}/train.jsonl"
+# The planted-drift control: a student trained on contaminated Stage I rationales, audited
+# against M0 and repaired like M_int, with ground truth for what the audit should find.
+CONTROL = config["control"]["enabled"]
+if CONTROL:
+    TRAINING_DATA[vocab.PLANTED_MODEL] = "results/control/train.jsonl"
+    REPAIR_PARENT[vocab.PLANTED_REPAIR_MODEL] = vocab.PLANTED_MODEL
+    TRAINING_DATA[vocab.PLANTED_REPAIR_MODEL] = (
+        f"results/repair/{vocab.PLANTED_REPAIR_MODEL}/train.jsonl"
+    )
 MODELS = [vocab.BASE_MODEL, *TRAINING_DATA]
 AUDITED = MODELS[1:]
 # Rationale sets: whether the teacher is told the gold label or first predicts its own
@@ -115,6 +124,16 @@ def get_init_adapter(model):
     return get_adapter(parent) if parent else None
 
 
+def get_stage1_data(wildcards):
+    """The Stage I training set at the root of a repair model's lineage: its replay share
+    comes from the data its Stage I model learned from (the planted set for the control).
+    """
+    model = wildcards.model
+    while model in REPAIR_PARENT:
+        model = REPAIR_PARENT[model]
+    return TRAINING_DATA[model]
+
+
 def get_init_adapter_files(wildcards):
     init = get_init_adapter(wildcards.model)
     return [f"{init}/adapter_model.safetensors"] if init else []
@@ -171,9 +190,8 @@ FIGURES = list(vocab.FIGURES)
 
 
 def open_domain_rates():
-    """Open-domain answers are sorted by the judge, so a classifier-only audit has none."""
-    if config["audit"]["judge"]["backend"] == "none":
-        return []
+    """Every model's open-domain rates: the judge's categories when the audit trusts a judge,
+    else the keyword refusal rate alone."""
     return [f"results/open_domain/{m}.rates.csv" for m in MODELS]
 
 
@@ -186,6 +204,14 @@ def get_final_outputs():
         "results/tables/main_results.csv",
         "results/tables/main_results.md",
         "results/tables/paper_comparison.md",
+        *(
+            [
+                "results/tables/control.csv",
+                f"results/figures/{vocab.CONTROL_FIGURE}.png",
+            ]
+            if CONTROL
+            else []
+        ),
         *[
             f"results/figures/{name}.{ext}"
             for name in FIGURES

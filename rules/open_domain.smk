@@ -42,6 +42,7 @@ rule classify_open_answers:
         llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
     params:
         judge=open_judge_params(),
+        verdicts=config["audit"]["verdicts"],
         bootstrap=config["evaluation"]["bootstrap"],
         cache_dir=config["cache_dir"],
     script:

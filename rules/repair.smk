@@ -38,7 +38,7 @@ rule write_repair_rationales:
 rule build_repair_set:
     input:
         repair_rationales="results/repair/{model}/rationales.jsonl",
-        stage1="results/rationales/distill.jsonl",
+        stage1=get_stage1_data,
     output:
         examples="results/repair/{model}/train.jsonl",
         summary="results/repair/{model}/train.summary.json",

@@ -13,6 +13,7 @@ classify_open_answers(
     usage=snakemake.output.usage,
     model=snakemake.wildcards.model,
     judge=snakemake.params.judge,
+    verdicts=snakemake.params.verdicts,
     bootstrap=snakemake.params.bootstrap,
     cache_dir=snakemake.params.cache_dir,
     threads=snakemake.threads,

@@ -5,10 +5,12 @@ from harmdrift.core.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 judge_check(
-    check_set=snakemake.input.check_set,
+    check_pairs=snakemake.input.check_pairs,
+    extra_pairs=list(snakemake.input.extra_pairs),
     template=snakemake.input.template,
     check=snakemake.output.check,
     judge=snakemake.params.judge,
+    check_set=snakemake.params.check_set,
     cache_dir=snakemake.params.cache_dir,
     threads=snakemake.threads,
 )

@@ -10,6 +10,7 @@ judge_pairs(
     judgments=snakemake.output.judgments,
     usage=snakemake.output.usage,
     judge=snakemake.params.judge,
+    verdicts=snakemake.params.verdicts,
     delta=snakemake.params.delta,
     cache_dir=snakemake.params.cache_dir,
     threads=snakemake.threads,

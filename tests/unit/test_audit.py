@@ -346,6 +346,7 @@ def test_run_audit_table_records_the_audit_settings(tmp_path):
     section = {
         "delta": 0.02,
         "max_chars": 512,
+        "verdicts": "judge",
         "scorer": {"kind": "embedded", "label": "toxic"},
         "judge": {"backend": "openai", "model": "judge-model", "base_url": "http://x/v1", "combine": "either",
                   "scope": "all"},

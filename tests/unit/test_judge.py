@@ -396,8 +396,8 @@ def test_the_check_set_accuracy_counts_right_combined_verdicts(tmp_path):
     unscored = frozenset({"check-10"})  # unscored counts as wrong
     out = tmp_path / "check.json"
     cfg = JudgeConfig(backend="openai", max_reasks=0, check_floor=0.75)
-    summary = run_check_set(check_judge(right, unscored), CHECK_SET, TEMPLATE_PATH, cfg, out)
-    assert (summary["n"], summary["correct"]) == (10, 7)
+    summary = run_check_set(check_judge(right, unscored), [CHECK_SET], TEMPLATE_PATH, cfg, out)
+    assert (summary["n"], sum(item["correct"] for item in summary["items"])) == (10, 7)
     assert summary["accuracy"] == pytest.approx(0.7) and summary["below_floor"] is True
     assert summary["accuracy_by_kind"] == pytest.approx(
         {"identical": 2 / 3, "inserted_stereotype": 1.0, "dropped_warning": 0.5, "tuned_safer": 0.5}
@@ -410,11 +410,21 @@ def test_the_check_set_accuracy_counts_right_combined_verdicts(tmp_path):
     assert json.loads(out.read_text())["accuracy"] == pytest.approx(0.7)
 
 
-def test_a_judge_at_the_floor_is_not_flagged(tmp_path):
+def test_the_floor_is_checked_against_the_lower_bound_of_the_accuracy(tmp_path):
+    # 8 of 10 right: accuracy 0.8, 95% Wilson interval about [0.49, 0.94].
     right = {f"check-{i:02d}" for i in range(1, 9)}
-    cfg = JudgeConfig(backend="openai", check_floor=0.8)
-    summary = run_check_set(check_judge(right), CHECK_SET, TEMPLATE_PATH, cfg, tmp_path / "c.json")
-    assert summary["accuracy"] == pytest.approx(0.8) and summary["below_floor"] is False
+    summary = run_check_set(
+        check_judge(right), [CHECK_SET], TEMPLATE_PATH, JudgeConfig(backend="openai", check_floor=0.8),
+        tmp_path / "c.json",
+    )  # fmt: skip
+    assert summary["accuracy"] == pytest.approx(0.8)
+    assert summary["accuracy_ci"][0] == pytest.approx(0.490, abs=1e-3)
+    assert summary["below_floor"] is True  # the point estimate meets the floor, the lower bound does not
+    summary = run_check_set(
+        check_judge(right), [CHECK_SET], TEMPLATE_PATH, JudgeConfig(backend="openai", check_floor=0.45),
+        tmp_path / "c.json",
+    )  # fmt: skip
+    assert summary["below_floor"] is False
 
 
 def test_run_check_without_a_judge_writes_an_empty_summary(tmp_path):
@@ -433,8 +443,9 @@ def test_run_check_without_a_judge_writes_an_empty_summary(tmp_path):
     }
     out = tmp_path / "check.json"
     summary = judge_check(
-        check_set=str(CHECK_SET), template=str(TEMPLATE_PATH), check=str(out), judge=section, cache_dir="x"
-    )
+        check_pairs=str(CHECK_SET), extra_pairs=[], template=str(TEMPLATE_PATH), check=str(out),
+        judge=section, check_set={"per_kind": 2, "seed": 0, "n_boot": 100, "extra": []}, cache_dir="x",
+    )  # fmt: skip
     assert summary["accuracy"] is None and summary["below_floor"] is False and summary["n"] == 0
     assert json.loads(out.read_text()) == summary
 

@@ -29,6 +29,7 @@ LAYERS = (
     ("audit",),
     ("repair",),
     ("open_domain",),
+    ("control",),
     ("report",),
 )
 TOP = len(LAYERS)

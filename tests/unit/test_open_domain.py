@@ -312,6 +312,7 @@ def test_classify_open_answers_writes_all_outputs(tmp_path):
         **outputs,
         model="m0",
         judge={**judge, "max_reasks": 2, "structured_output": "json_schema"},
+        verdicts="judge",
         bootstrap={"n_resamples": 200, "seed": 0},
         cache_dir=None,
     )
@@ -320,3 +321,18 @@ def test_classify_open_answers_writes_all_outputs(tmp_path):
     assert list(written.columns) == list(RATES_COLUMNS)
     assert _rate(rates, "all", "appropriate")["rate"] == pytest.approx(2 / 3)
     assert json.loads(Path(outputs["usage"]).read_text())["requests"] == 3
+
+
+def test_without_a_trusted_judge_only_the_keyword_refusal_rate_is_measured(tmp_path):
+    queries = _write_rows(tmp_path / "q.jsonl", QUERY_ROWS)
+    answers = _write_rows(tmp_path / "a.jsonl", _answers("Women differ.", "I can't help with that."))
+    outputs = {k: str(tmp_path / f"out.{k}") for k in ("classified", "rates", "usage")}
+    rates = classify_open_answers(
+        answers=str(answers), queries=str(queries), template=str(JUDGE_TEMPLATE), **outputs, model="m0",
+        judge={"backend": "hf"}, verdicts="classifier", bootstrap={"n_resamples": 50, "seed": 0},
+        cache_dir=None,
+    )  # fmt: skip
+    assert [r["judge_status"] for r in read_jsonl(outputs["classified"])] == ["not_judged", "not_judged"]
+    assert _rate(rates, "all", "keyword_refusal")["rate"] == pytest.approx(0.5)
+    assert math.isnan(_rate(rates, "all", "appropriate")["rate"])
+    assert json.loads(Path(outputs["usage"]).read_text())["requests"] == 0

@@ -87,18 +87,30 @@ BLANK_PAIR = {
 
 
 def ask_judge(
-    backend, pairs: list[dict], template: str, cfg: JudgeConfig, key_prefix: str = ""
+    backend,
+    pairs: list[dict],
+    template: str,
+    cfg: JudgeConfig,
+    key_prefix: str = "",
+    *,
+    fields=FIELDS,
+    want_reason: bool = True,
 ) -> list[dict]:
-    """Both orders' verdicts for every pair: ``{"id", "ab": verdict, "ba": verdict}``."""
+    """Both orders' verdicts for every pair: ``{"id", "ab": verdict, "ba": verdict}``.
+
+    ``fields`` and ``want_reason`` narrow what is asked: the check set measures the drift
+    verdict alone, so it skips the category, severity and reason passes.
+    """
     by_order = {}
     for order in ORDERS:
         replies = ask_structured(
             backend,
             [judge_messages(pair, template, order) for pair in pairs],
-            FIELDS,
+            fields,
             params=cfg.params,
             keys=[f"{key_prefix}{pair['id']}#judge-{order}" for pair in pairs],
             max_reasks=cfg.max_reasks,
+            want_reason=want_reason,
             reason_when=("drift", "yes"),
             structured_output=cfg.structured_output,
             calibration=judge_messages(BLANK_PAIR, template, order) if cfg.calibrate else None,
@@ -134,7 +146,12 @@ def combine(ab: dict, ba: dict, rule: str) -> dict:
         return {"status": SCORED, "drift": False, "category": None, "severity": None,
                 "reason": scored[0]["reason"], "orders_agree": agree}  # fmt: skip
     # "both" reports the milder of two severities, "either" the harsher.
-    ranked = sorted(drifted, key=lambda v: SEVERITIES.index(v["severity"]), reverse=rule != "both")
+    # A drift-only verdict (the check set's) has no severity and ranks lowest.
+    ranked = sorted(
+        drifted,
+        key=lambda v: SEVERITIES.index(v["severity"]) if v["severity"] else -1,
+        reverse=rule != "both",
+    )
     pick = ranked[0]
     return {"status": SCORED, "drift": True, "category": pick["category"], "severity": pick["severity"],
             "reason": pick["reason"], "orders_agree": agree}  # fmt: skip
@@ -159,11 +176,11 @@ def write_judgments(
 ) -> dict:
     """Judge the pairs in scope (screened ones by default) and write one record per pair judged.
 
-    With the ``none`` judge (``backend`` None) the screen's verdict stands, with DART's
+    Without a judge (``backend`` None: classifier-only verdicts) the screen's verdict stands, with DART's
     severity bins on the score increase.
     """
     pairs = read_jsonl(pairs_path)
-    if cfg.backend == "none":
+    if backend is None:
         records = classifier_verdicts(pairs, delta)
         write_jsonl(out_path, records)
         return {"judged": len(records), "drift": len(records)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from harmdrift.audit.check_set import run_check_set
+from harmdrift.audit.check_set import run_check_set, write_check_pairs
 from harmdrift.audit.judge import write_judgments
 from harmdrift.audit.pairs import write_pairs
 from harmdrift.audit.table import write_audit
@@ -37,30 +37,56 @@ def pair_answers(
     )
 
 
+def build_check_pairs(*, split_items: str, check_pairs: str, check_set: dict) -> int:
+    """Rule build_check_pairs: labelled judge check pairs built from the audit split's items.
+
+    Args:
+        split_items: the audit split; check_pairs: the JSONL to write.
+        check_set: the ``audit.check_set`` section (per_kind, seed).
+    """
+    return write_check_pairs(split_items, check_pairs, per_kind=check_set["per_kind"], seed=check_set["seed"])
+
+
 def judge_check(
-    *, check_set: str, template: str, check: str, judge: dict, cache_dir: str, threads: int | None = None
-) -> dict:
-    """Rule judge_check: measure the configured judge on the labelled check pairs."""
+    *, check_pairs: str, extra_pairs: list[str], template: str, check: str, judge: dict, check_set: dict,
+    cache_dir: str, threads: int | None = None,
+) -> dict:  # fmt: skip
+    """Rule judge_check: measure the configured LLM judge on the labelled check pairs.
+
+    The judge is measured in every run, also when the audit uses classifier-only verdicts
+    (``audit.verdicts: classifier``), so switching to it is one informed key away.
+
+    Args:
+        check_pairs: the built pairs; extra_pairs: user-supplied labelled pairs files.
+        template: the judge prompt; check: the report to write.
+        judge: the ``audit.judge`` section; check_set: the ``audit.check_set`` section.
+        cache_dir: where the judge's replies and check verdicts are cached.
+    """
     set_threads(threads)
     cfg = judge_config(judge)
     if cfg.backend == "none":
         summary = {"accuracy": None, "n": 0, "floor": cfg.check_floor, "below_floor": False,
-                   "order_agreement": None, "judge": {"backend": "none"}, "items": []}  # fmt: skip
+                   "better_than_chance": None, "order_agreement": None, "judge": {"backend": "none"},
+                   "items": []}  # fmt: skip
         write_json(check, summary)
         return summary
-    return run_check_set(chat_backend(judge, cache_dir), check_set, template, cfg, check)
+    return run_check_set(
+        chat_backend(judge, cache_dir), [check_pairs, *extra_pairs], template, cfg, check,
+        cache_dir=cache_dir, n_boot=check_set["n_boot"], seed=check_set["seed"],
+    )  # fmt: skip
 
 
 def judge_pairs(
-    *, pairs: str, template: str, judgments: str, usage: str, judge: dict, delta: float, cache_dir: str,
-    threads: int | None = None,
+    *, pairs: str, template: str, judgments: str, usage: str, judge: dict, verdicts: str, delta: float,
+    cache_dir: str, threads: int | None = None,
 ) -> dict:  # fmt: skip
-    """Rule judge_pairs: the judge's verdict on each screened pair, in both orders."""
+    """Rule judge_pairs: the verdict on each screened pair, from the LLM judge in both orders or,
+    with ``audit.verdicts: classifier``, from the screen alone (DART's severity bins)."""
     set_threads(threads)
     cfg = judge_config(judge)
-    if cfg.backend == "none":
+    if verdicts == "classifier" or cfg.backend == "none":
         result = write_judgments(pairs, template, judgments, backend=None, cfg=cfg, delta=delta)
-        write_json(usage, {"backend": "none", "requests": 0})
+        write_json(usage, {"backend": "none", "verdicts": "classifier", "requests": 0})
         return result
     backend = chat_backend(judge, cache_dir)
     try:
@@ -90,6 +116,7 @@ def audit_table(
         "scope": judge["scope"],
         "scorer": dict(audit["scorer"]),
         "judge": {"backend": judge["backend"], "model": judge["model"], "base_url": judge.get("base_url")},
+        "verdicts": audit["verdicts"],
     }
     outputs = {"csv": csv, "summary": summary, "summary_md": summary_md}
     result = write_audit(

@@ -87,3 +87,23 @@ def file_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes (streamed, so large weights do not fill memory)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no", ""}
+
+
+def parse_bool(value: object, where: str) -> bool:
+    """A boolean table cell (True/False, 1/0, yes/no; empty is False), read the way pandas wrote it.
+
+    Raises:
+        DataError: naming ``where`` (file, line and column) for anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise DataError(f"{where} must be True or False, got {value!r}")

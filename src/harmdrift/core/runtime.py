@@ -7,7 +7,6 @@ what is checked here is what only the machine can tell (is there a GPU?).
 from __future__ import annotations
 
 import logging
-import time
 
 logger = logging.getLogger(__name__)
 
@@ -65,28 +64,13 @@ def check_4bit(quantization: str, device: str, key: str = "quantization") -> Non
         )
 
 
-def cpu_bf16_speedup(size: int = 768, repeats: int = 5) -> float:
-    """Measure how much faster a bf16 matmul runs than fp32 on this CPU (ratio > 1 = faster)."""
-    import torch
-
-    a32, b32 = torch.randn(size, size), torch.randn(size, size)
-    a16, b16 = a32.bfloat16(), b32.bfloat16()
-
-    def best(a, b) -> float:
-        a @ b  # warm-up: the first call pays for kernel selection
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    return best(a32, b32) / max(best(a16, b16), 1e-9)
-
-
 def pick_dtype(dtype: str, device: str, *, allow_fp16: bool = True):
-    """Resolve ``dtype: auto``: bf16 on GPUs that have it, and on CPUs where it measures faster.
+    """Resolve ``dtype: auto``: bf16 on GPUs that have it, fp32 on every CPU.
 
+    On a CPU, ``auto`` never picks bf16: CPUs differ (some have fast bf16, AVX-512-BF16 or
+    AMX; others only emulate it), and a choice made by timing the machine gave different
+    numbers for the same config on different machines. bf16 on a CPU is an explicit opt-in
+    (``dtype: bfloat16``), and the dtype used is recorded in every output's provenance.
     A GPU without bf16 falls back to fp16, or to fp32 when ``allow_fp16`` is off (training:
     fp16 needs loss scaling and still overflows on some models).
     """
@@ -98,10 +82,7 @@ def pick_dtype(dtype: str, device: str, *, allow_fp16: bool = True):
         if torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float16 if allow_fp16 else torch.float32
-    ratio = cpu_bf16_speedup()
-    chosen = torch.bfloat16 if ratio > 1.2 else torch.float32
-    logger.info("dtype auto: bf16 matmul runs %.2fx fp32 speed on this CPU -> %s", ratio, chosen)
-    return chosen
+    return torch.float32
 
 
 def nf4_quantization(compute_dtype):

@@ -4,6 +4,7 @@ intervals, drift reduction, and how numbers are printed in tables."""
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -113,3 +114,28 @@ def format_p(value) -> str:
     if is_missing(value):
         return "n/a"
     return f"{float(value):.1e}"
+
+
+def wilson_interval(
+    successes: int, total: int, confidence: float = CI_LEVEL
+) -> tuple[float | None, float | None]:
+    """The Wilson score interval of successes/total; (None, None) when total is 0.
+
+    Chosen over the normal (Wald) interval because check sets and audits give small counts and
+    proportions near 0 or 1, where Wald's interval collapses to a point or leaves [0, 1].
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
+    if total < 0 or not 0 <= successes <= total:
+        raise ValueError(f"need 0 <= successes <= total, got {successes} of {total}")
+    if total == 0:
+        return None, None
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    # At 0 or n successes the bound is exactly 0 or 1; floating point would leave it a hair off.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == total else min(1.0, centre + half)
+    return low, high

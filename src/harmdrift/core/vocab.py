@@ -71,6 +71,9 @@ REFERENCE_MODEL = "m_int"  # Stage I's model: what repair and drift reduction co
 REPAIR_MODEL = "m_dart"
 PREDLABEL_MODEL = "m_int_predlabel"
 JOINT_MODEL = "m_joint"
+# The planted-drift control: a student trained on contaminated rationales, and its repair.
+PLANTED_MODEL = "m_int_planted"
+PLANTED_REPAIR_MODEL = "m_dart_planted"
 _REPAIR_ROUND_PREFIX = "m_dart_r"
 
 # name: (description, position in tables and figures, colour in figures)
@@ -88,6 +91,8 @@ MODELS = {
         5,
         "#9467bd",
     ),
+    PLANTED_MODEL: ("control: Stage I on rationales with planted harmful content", 6, "#8c564b"),
+    PLANTED_REPAIR_MODEL: ("control: Stage III repair of the planted model", 7, "#bcbd22"),
 }
 MODEL_NOTES = {name: note for name, (note, _, _) in MODELS.items()}
 MODEL_COLOURS = {name: colour for name, (_, _, colour) in MODELS.items()}
@@ -121,13 +126,17 @@ def _order_key(model: str) -> tuple[int, int, str]:
         return MODELS[model][1], 0, model
     if repair_round(model) is not None:
         return 3, repair_round(model), model
-    return 6, 0, model
+    return 8, 0, model
 
 
 def order_models(models) -> list[str]:
     """Models in one consistent order for tables and figures: m0, m_int, m_dart, rounds, ablations."""
     return sorted(dict.fromkeys(models), key=_order_key)
 
+
+# --- the planted-drift control --------------------------------------------------------------
+
+CONTROL_STAGES = ("screen", "judge", "screen+judge")
 
 # --- figures ------------------------------------------------------------------------------
 
@@ -143,3 +152,5 @@ FIGURES = (
 )
 # Figures of one model's audit: results/audit/<model>/<name>.png and .pdf.
 AUDIT_FIGURES = ("score_deltas", "drift_counts")
+# The control's figure: results/figures/control.png and .pdf (drawn by the control_table rule).
+CONTROL_FIGURE = "control"

@@ -80,6 +80,37 @@ def is_appropriate(expected: str, category: str | None) -> bool | None:
     return category == RIGHT_CATEGORY[expected]
 
 
+def _open_record(record: dict, query: dict, category: str | None, judged: dict) -> dict:
+    answer = answer_text(record)
+    return {
+        "id": record["id"],
+        "domain": query["domain"],
+        "expected": query["expected"],
+        "query": query["query"],
+        "answer": answer,
+        "category": category,
+        **judged,
+        "keyword_refusal": is_refusal(answer),
+        "appropriate": is_appropriate(query["expected"], category),
+    }
+
+
+def keyword_records(answer_records: list[dict], queries: list[dict], *, out_path: str | Path) -> list[dict]:
+    """The open-domain records without a judge: no category, only the keyword refusal check.
+
+    Used when the audit runs classifier-only: the rates table then reports what can be measured
+    without a judge (the keyword refusal rate) and leaves every judge-based rate empty.
+    """
+    queries_by_id = _by_id(queries)
+    for record in answer_records:
+        _query_for(record, queries_by_id)  # fails naming an answer id missing from the query set
+    unjudged = {"judge_status": "not_judged", "judge_reason": None, "judge_error": None, "judge_raw": []}
+    records = [_open_record(r, queries_by_id[r["id"]], None, unjudged) for r in answer_records]
+    write_jsonl(out_path, records)
+    logger.info("open-domain answers: %d, no judge (keyword refusal check only)", len(records))
+    return records
+
+
 def classify_answers(
     answer_records: list[dict],
     queries: list[dict],
@@ -127,25 +158,10 @@ def classify_answers(
     )
     records = []
     for record, reply in zip(answer_records, replies, strict=True):
-        query = queries_by_id[record["id"]]
         category = reply.values["category"] if reply.status == SCORED and reply.values else None
-        answer = answer_text(record)
-        records.append(
-            {
-                "id": record["id"],
-                "domain": query["domain"],
-                "expected": query["expected"],
-                "query": query["query"],
-                "answer": answer,
-                "category": category,
-                "judge_status": reply.status,
-                "judge_reason": reply.reason,
-                "judge_error": reply.error,
-                "judge_raw": reply.raw,
-                "keyword_refusal": is_refusal(answer),
-                "appropriate": is_appropriate(query["expected"], category),
-            }
-        )
+        judged = {"judge_status": reply.status, "judge_reason": reply.reason, "judge_error": reply.error,
+                  "judge_raw": reply.raw}  # fmt: skip
+        records.append(_open_record(record, queries_by_id[record["id"]], category, judged))
     write_jsonl(out_path, records)
     counts = Counter(r["category"] or "unscored" for r in records)
     logger.info("open-domain judge: %d answers, %s", len(records), dict(counts))

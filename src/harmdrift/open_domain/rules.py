@@ -8,10 +8,10 @@ import pandas as pd
 
 from harmdrift.backends import write_usage
 from harmdrift.config import chat_backend, section_params
-from harmdrift.core.io import DataError, read_jsonl
+from harmdrift.core.io import DataError, read_jsonl, write_json
 from harmdrift.core.prompts import load_template
 from harmdrift.core.runtime import set_threads
-from harmdrift.open_domain.classify import JUDGE_SLOTS, classify_answers
+from harmdrift.open_domain.classify import JUDGE_SLOTS, classify_answers, keyword_records
 from harmdrift.open_domain.queries import load_queries, write_query_split
 from harmdrift.open_domain.rates import write_rates
 
@@ -25,7 +25,7 @@ def write_open_queries(*, queries: str, selected: str, n_queries: int | None, se
 
 def classify_open_answers(
     *, answers: str, queries: str, template: str, classified: str, rates: str, usage: str, model: str,
-    judge: dict, bootstrap: dict, cache_dir: str | None, threads: int | None = None,
+    judge: dict, verdicts: str, bootstrap: dict, cache_dir: str | None, threads: int | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Rule classify_open_answers: the judge sorts one model's answers; rates with CIs.
 
@@ -36,6 +36,8 @@ def classify_open_answers(
         classified, rates, usage: the rule's outputs (JSONL, CSV, JSON).
         model: the model's name, for the rates table.
         judge: the judge's config section (back-end keys, decoding, max_reasks, structured_output).
+        verdicts: ``audit.verdicts``; with "classifier" (no judge trusted) the answers are not
+            sorted and only the keyword refusal rate is measured.
         bootstrap: the ``evaluation.bootstrap`` section.
         cache_dir: where replies are cached (None turns caching off).
         threads: CPU threads for a local judge.
@@ -44,15 +46,17 @@ def classify_open_answers(
         DataError: for an empty answers file or an answer id missing from the query set.
     """
     set_threads(threads)
-    if judge["backend"] == "none":
-        # A classifier-only audit has no judge, and there is no classifier fallback here.
-        raise ValueError(
-            "config key audit.judge.backend: open-domain classification needs a judge, got 'none'"
-        )
     query_set = load_queries(queries)
     records = read_jsonl(answers)
     if not records:
         raise DataError(f"{answers}: no answers to judge")
+    n_boot, seed = bootstrap["n_resamples"], bootstrap["seed"]
+    if verdicts == "classifier" or judge["backend"] == "none":
+        # The same rule as the audit: without a judge that beats chance, report only what the
+        # keyword check measures.
+        write_json(usage, {"backend": "none", "verdicts": "classifier", "requests": 0})
+        unjudged = keyword_records(records, query_set, out_path=classified)
+        return write_rates(unjudged, model, rates, n_boot=n_boot, seed=seed)
     params = section_params(judge)
     backend = chat_backend(judge, cache_dir)
     logger.info("open-domain judge for %s: %s; decoding %s", model, backend.describe(), params)
@@ -70,6 +74,4 @@ def classify_open_answers(
     finally:
         # Tokens already spent are still spent, even when the run fails part-way.
         write_usage(usage, backend)
-    return write_rates(
-        classified_records, model, rates, n_boot=bootstrap["n_resamples"], seed=bootstrap["seed"]
-    )
+    return write_rates(classified_records, model, rates, n_boot=n_boot, seed=seed)

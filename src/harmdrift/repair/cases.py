@@ -5,9 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from harmdrift.core.io import DataError, read_jsonl
+from harmdrift.core.io import DataError, parse_bool, read_jsonl
 from harmdrift.core.vocab import SEVERITIES
-from harmdrift.repair.config import _FALSE, _TRUE
 from harmdrift.scorers.base import check_label, screen_score
 
 _AUDIT_COLUMNS = ("id", "drift", "severity", "category", "reason", "score_base")
@@ -15,17 +14,6 @@ _AUDIT_COLUMNS = ("id", "drift", "severity", "category", "reason", "score_base")
 
 # ---------------------------------------------------------------------------------------------
 # Inputs
-
-
-def _parse_bool(value: object, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise DataError(f"{where}: column drift must be True or False, got {value!r}")
 
 
 def read_drift_cases(audit_csv: str | Path) -> list[dict]:
@@ -46,7 +34,7 @@ def read_drift_cases(audit_csv: str | Path) -> list[dict]:
             raise DataError(f"{path}: audit table lacks column(s) {missing}")
         for row in reader:
             where = f"{path}:{reader.line_num}"
-            if not _parse_bool(row["drift"], where):
+            if not parse_bool(row["drift"], f"{where}: column drift"):
                 continue
             if row["severity"] not in SEVERITIES:
                 raise DataError(f"{where}: drift row {row['id']!r} has unknown severity {row['severity']!r}")

@@ -6,9 +6,6 @@ from dataclasses import dataclass, field, fields
 
 from harmdrift.core.vocab import SEVERITIES
 
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no", ""}
-
 
 def _default_weights() -> dict[str, float]:
     # DART's code: minor 1, moderate 2, severe 3, extreme 4 copies.
