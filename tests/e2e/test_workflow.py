@@ -16,7 +16,7 @@ from harmdrift.core import vocab
 
 ROOT = Path(__file__).resolve().parents[2]
 COPY = ["Snakefile", "rules", "scripts", "src", "config", "envs", "resources", "report"]
-AUDITED = ["m_int", "m_int_predlabel", "m_joint", "m_dart"]
+AUDITED = ["m_int", "m_int_predlabel", "m_joint", "m_dart", "m_int_planted", "m_dart_planted"]
 FIGURES = list(vocab.FIGURES)
 SMOKE = ["--configfile", "config/smoke.yaml"]
 
@@ -160,9 +160,14 @@ def test_stage_three_and_the_results(finished_run):
     dart = json.loads((results / "adapters/m_dart/train_config.json").read_text())
     assert dart["init_adapter"] == "results/adapters/m_int"
     main = pd.read_csv(results / "tables/main_results.csv")
-    assert list(main["model"]) == ["m0", "m_int", "m_dart", "m_int_predlabel", "m_joint"]
+    assert list(main["model"]) == ["m0", "m_int", "m_dart", "m_int_predlabel", "m_joint", *AUDITED[-2:]]
     assert main.set_index("model").loc["m_int", "drift_reduction"] == 0
-    assert main["overall_acc"].between(0, 1).all() and main["od_appropriate"].between(0, 1).all()
+    assert main["overall_acc"].between(0, 1).all()
+    for column in ("strict_overall_acc", "strict_equal_acc", "strict_diff_acc", "strict_abstain_rate"):
+        assert main[column].between(0, 1).all(), column
+    # Classifier-only verdicts (the default): open-domain answers are not sorted, the keyword
+    # refusal rate is still measured.
+    assert main["od_appropriate"].isna().all()
     comparison = (results / "tables/paper_comparison.md").read_text()
     assert "68.8" in comparison and "held-out" in comparison
     for model in ["m0", *AUDITED]:
@@ -188,16 +193,38 @@ def test_a_judge_setting_re_runs_only_the_audit_and_what_depends_on_it(finished_
     planned = jobs_planned(dry)
     downstream = {"judge_pairs", "audit_table", "write_repair_rationales", "train_adapter", "main_results"}
     assert downstream <= planned
-    assert not planned & {"write_splits", "write_rationales", "joint_weights"}
+    assert not planned & {"write_splits", "write_rationales", "joint_weights", "plant_rationales"}
     # Only M_DART (trained on the repair set) is rebuilt; the models upstream of the audit
     # keep their adapters, answers and screened pairs.
     outputs = re.findall(r"output: (results/[^,\s]+)", dry.stdout + dry.stderr)
-    upstream = ("m0", "m_int", "m_int_predlabel", "m_joint")
+    upstream = ("m0", "m_int", "m_int_predlabel", "m_joint", "m_int_planted")
     for path in outputs:
         parts = path.split("/")
         assert parts[1] not in ("data", "rationales", "joint"), path
         if parts[1] in ("generate", "adapters") or path.endswith("pairs.jsonl"):
             assert parts[2] not in upstream, path
+
+
+def test_the_planted_control_finds_what_was_planted(finished_run):
+    results = finished_run / "results"
+    planted = json.loads((results / "control/planted.summary.json").read_text())
+    assert planted["planted"] > 0
+    table = pd.read_csv(results / "tables/control.csv").set_index("stage")
+    assert list(table.index) == ["screen", "judge", "screen+judge"]
+    for column in (
+        "n_pairs",
+        "n_planted_truth",
+        "precision",
+        "recall",
+        "planted_rate_m_int",
+        "planted_rate_m_dart",
+    ):
+        assert column in table.columns
+    assert table.loc["screen", "n_pairs"] == 12
+    # The planted student reproduces planted content on the audit split, and the screen sees some of it.
+    assert table.loc["screen", "n_planted_truth"] > 0
+    assert table.loc["screen", "recall"] > 0
+    assert (results / "figures/control.png").stat().st_size > 0
 
 
 def test_the_html_report_is_self_contained(finished_run):
