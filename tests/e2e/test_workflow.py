@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-COPY = ["Snakefile", "rules", "scripts", "src", "config", "envs", "resources", "report"]
 AUDITED = ["m_int", "m_int_predlabel", "m_joint", "m_dart"]
 FIGURES = [
     "accuracy_by_model",
@@ -42,17 +39,9 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    for name in COPY:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, workdir / name)
-    run = snakemake(workdir, *SMOKE)
-    assert run.returncode == 0, run.stderr[-4000:]
-    return workdir
+def finished_run(smoke_run) -> Path:
+    """The session's local smoke run (tests/conftest.py), shared with tests/cluster."""
+    return smoke_run
 
 
 def test_metrics_tables_are_complete_and_sane(finished_run):
