@@ -11,11 +11,18 @@ fi
 tac "$STATE/pids" | while read -r name pid; do
     if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
         kill "$pid"
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
+        # Gone, or a zombie nobody reaps (no init in a container): either way stopped.
+        for _ in $(seq 300); do
+            state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+            [ -z "$state" ] || [ "$state" = Z ] && break
             sleep 0.1
         done
-        echo "slurm-down.sh: stopped $name ($pid)"
+        if [ -n "$state" ] && [ "$state" != Z ]; then
+            kill -KILL "$pid" 2>/dev/null || true
+            echo "slurm-down.sh: killed $name ($pid), which ignored SIGTERM for 30 s"
+        else
+            echo "slurm-down.sh: stopped $name ($pid)"
+        fi
     else
         echo "slurm-down.sh: $name ($pid) no longer running"
     fi

@@ -48,29 +48,33 @@ COSTS = {
     # smoke 34.5 s / 555 MB; default 28 s.
     "convert_embedded_model": {"start_s": 35, "unit_s": 0, "rss_mb": 560},
     # per item x reply token. default test.binary: 96 items x 128 tokens in 60-106 s;
-    # smoke (m0) val.binary 12 x 48 in 27.4 s, test.mc 18 x 16 in 14.9 s; an adapter
-    # model loads slower (smoke m_joint: open 8 x 32 in 32.9 s, test.mc 18 x 16 in
-    # 35.0 s). Peak RSS 1056-1311 MB.
-    "generate_answers": {"start_s": 25, "unit_s": 0.034, "rss_mb": 1320},
+    # smoke m0 val.binary 12 x 48 in 27.4 s, test.mc 18 x 16 in 14.9 s; adapter models
+    # load slower (m_joint open 8 x 32 in 32.9 s) and decode slower (m_int test.binary
+    # 18 x 48 in 58.8 s, m_int_predlabel test.mc 18 x 16 in 36.3 s). Peak RSS
+    # 1056-1376 MB over the 20 smoke jobs.
+    "generate_answers": {"start_s": 25, "unit_s": 0.04, "rss_mb": 1380},
     # per training example and epoch at max_length 768: default 96 examples x 2 epochs
-    # in 145 s, peak RSS 6.9-7.5 GB at batch 8 x 768 tokens; smoke m_int (3 steps of
-    # 4 x 384) 148.8 s and 3978 MB, m_joint 64.5 s: start-up dominates a short run.
+    # in 145 s at a 6.9-7.5 GB peak (batch 8 x 768); smoke (3 steps of 4 x 384) m_int
+    # 148.8 s, m_int_predlabel 31.8 s at 4338 MB: start-up dominates a short run. Peak
+    # memory: TRAIN_RSS_BASE_MB.
     "train_adapter": {"start_s": 150, "unit_s": 0.76, "rss_mb": 7500},
-    # per item x request x reply token. default: 96 items, up to 2 requests (1 fix
-    # round) x 80 tokens in 220-517 s; smoke distill 24 x 2 x 64 in 43.1 s; 1646 MB.
-    "write_rationales": {"start_s": 10, "unit_s": 0.034, "rss_mb": 1650},
-    "write_repair_rationales": {"start_s": 10, "unit_s": 0.034, "rss_mb": 1650},
-    # per pair x order x token of the judge's reason. default judge_check: 10 pairs x 2
-    # orders x 160 tokens in 134 s; smoke 10 x 2 x 24 in 103 s (likelihood scoring of
-    # every field dominates, hence the start-up share); 1288 MB.
+    # per item x request x reply token. default: 96 items x up to 3 requests x 80
+    # tokens in 220-517 s; smoke distill 24 x 2 x 64 in 43.1 s, predlabel 24 x 3 x 64
+    # in 104.3 s (0.011-0.022 s); 1646 MB. Repair (smoke): 10.3 s, 1102 MB.
+    "write_rationales": {"start_s": 10, "unit_s": 0.025, "rss_mb": 1650},
+    "write_repair_rationales": {"start_s": 10, "unit_s": 0.025, "rss_mb": 1650},
+    # per pair x order x token of the judge's reason. judge_check (10 pairs): default
+    # 2 x 160 tokens in 134 s, smoke 2 x 24 in 103 s: scoring every field by
+    # likelihood dominates, hence the start-up share; 1288 MB. Smoke judge_pairs 2.7-19.1
+    # s (1061 MB), classify_open_answers (8 answers) 13.4-31.4 s (1479 MB).
     "judge_check": {"start_s": 95, "unit_s": 0.012, "rss_mb": 1300},
-    "judge_pairs": {"start_s": 95, "unit_s": 0.012, "rss_mb": 1300},
-    "classify_open_answers": {"start_s": 95, "unit_s": 0.012, "rss_mb": 1300},
-    # toxicity scoring: see SCORER_TEXT_S; peak RSS of pair_answers, smoke.
-    "pair_answers": {"rss_mb": 900},
+    "judge_pairs": {"start_s": 35, "unit_s": 0.012, "rss_mb": 1480},
+    "classify_open_answers": {"start_s": 35, "unit_s": 0.012, "rss_mb": 1480},
+    # toxicity scoring, see SCORER_TEXT_S: smoke pair_answers 2.8-3.1 s, 310-327 MB.
+    "pair_answers": {"rss_mb": 330},
 }
 # Seconds per scored text on 2 CPU cores: the embedded BiLSTM measured (smoke
-# joint_weights: 24 texts in 3.7 s with the load); a transformer classifier (hf,
+# joint_weights: 24 texts in 3.7 s with the load; pair_answers 24 in 2.8-3.1 s); a transformer classifier (hf,
 # detoxify; roberta-base size, 512 tokens) assumed, as is a tenth of that on a GPU.
 SCORER_TEXT_S = {"embedded": 0.15, "hf": 0.5, "detoxify": 0.5}
 SCORER_EXTRA_MB = 2048
@@ -208,9 +212,9 @@ def training_examples(model):
 
 
 # Peak RSS of training on the reference model grows with the tokens of one step: 7.5 GB
-# at batch 8 x 768 (default), 3978 MB at 4 x 384 (smoke); the line through both points
+# at batch 8 x 768 (default), 4338 MB at 4 x 384 (smoke); the line through both points
 # starts at TRAIN_RSS_BASE_MB.
-TRAIN_RSS_BASE_MB = 2800
+TRAIN_RSS_BASE_MB = 3300
 
 
 def train_request(wildcards, attempt):
