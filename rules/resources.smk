@@ -42,7 +42,7 @@ PAPER_SPLIT = {"train": 800, "val": 100, "test": 100}
 API_REQUEST_S = 10
 
 # Reference costs, measured with the embedded 135M model on 2 CPU cores. start_s: load
-# and set-up; unit_s: seconds per unit (see each rule's *_units function); rss_mb: peak
+# and set-up; unit_s: seconds per unit (see each rule's *_request function); rss_mb: peak
 # RSS. Where both profiles were measured, the worse per-unit figure is kept.
 COSTS = {
     # smoke 34.5 s / 555 MB; default 28 s.
@@ -74,8 +74,9 @@ COSTS = {
     "pair_answers": {"rss_mb": 330},
 }
 # Seconds per scored text on 2 CPU cores: the embedded BiLSTM measured (smoke
-# joint_weights: 24 texts in 3.7 s with the load; pair_answers 24 in 2.8-3.1 s); a transformer classifier (hf,
-# detoxify; roberta-base size, 512 tokens) assumed, as is a tenth of that on a GPU.
+# joint_weights: 24 texts in 3.7 s with the load; pair_answers 24 in 2.8-3.1 s); a
+# transformer classifier (hf, detoxify; roberta-base size, 512 tokens) assumed, as is a
+# tenth of that on a GPU.
 SCORER_TEXT_S = {"embedded": 0.15, "hf": 0.5, "detoxify": 0.5}
 SCORER_EXTRA_MB = 2048
 # Tables, figures and splits: a few seconds each in both reference runs (write_splits
