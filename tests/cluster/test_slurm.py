@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import ROOT, SMOKE, copy_workflow
@@ -67,7 +68,7 @@ def planned_jobs(text: str) -> dict[str, int]:
     counts = {}
     for line in table:
         parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
             break
         counts[parts[0]] = int(parts[1])
     return counts
@@ -86,7 +87,7 @@ def slurm_run(slurm_cluster, tmp_path_factory) -> dict:
     summary = {"wall_s": round(wall_s, 1), "slurm_jobs": len(submitted), "workdir": str(workdir)}
     (workdir / "cluster_summary.json").write_text(json.dumps(summary, indent=1))
     print(f"SLURM smoke run: {summary}")
-    return {"workdir": workdir, "log": log, "submitted": submitted, **summary}
+    return {**summary, "workdir": workdir, "log": log, "submitted": submitted}
 
 
 def test_every_job_ran_as_a_slurm_job(slurm_run):
@@ -111,13 +112,20 @@ def result_tables(workdir: Path) -> list[str]:
     return [str(p.relative_to(workdir)) for p in tables]
 
 
+def differing_columns(ours: Path, theirs: Path) -> list[str]:
+    a, b = pd.read_csv(ours), pd.read_csv(theirs)
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        return [f"shape/columns: {a.shape} vs {b.shape}"]
+    return [c for c in a.columns if not a[c].equals(b[c])]
+
+
 def test_results_equal_the_local_run(slurm_run, smoke_run):
     slurm_dir = slurm_run["workdir"]
     tables = result_tables(slurm_dir)
     assert tables == result_tables(smoke_run)
     assert "results/tables/main_results.csv" in tables and any("audit.csv" in t for t in tables)
     different = [t for t in tables if (slurm_dir / t).read_bytes() != (smoke_run / t).read_bytes()]
-    assert not different, different
+    assert not different, {t: differing_columns(slurm_dir / t, smoke_run / t) for t in different}
     for name in ["audit/judge_check.json", *[f"audit/{m}/summary.json" for m in ("m_int", "m_dart")]]:
         assert json.loads((slurm_dir / "results" / name).read_text()) == json.loads(
             (smoke_run / "results" / name).read_text()
