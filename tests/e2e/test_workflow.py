@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import SMOKE  # the shared smoke run's arguments, dtype pinned
+
 AUDITED = ["m_int", "m_int_predlabel", "m_joint", "m_dart"]
 FIGURES = [
     "accuracy_by_model",
@@ -21,12 +23,11 @@ FIGURES = [
     "loss_curves",
     "yes_rate_vs_gold",
 ]
-SMOKE = ["--configfile", "config/smoke.yaml"]
 
 
 def smoke_with(overlay: str) -> list[str]:
-    """The smoke profile plus one more overlay. Both go after one --configfile: a second
-    --configfile flag would replace the first list, not add to it."""
+    """The smoke profile plus one more overlay. Both go after one --configfile (SMOKE ends
+    with it): a second --configfile flag would replace the first list, not add to it."""
     return [*SMOKE, overlay]
 
 
