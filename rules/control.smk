@@ -14,6 +14,10 @@ rule plant_rationales:
         "logs/control/plant.log",
     conda:
         "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
     params:
         control=config["control"],
     script:
@@ -44,6 +48,10 @@ rule control_table:
         "logs/control/table.log",
     conda:
         "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
     params:
         control=config["control"],
     script:

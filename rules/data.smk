@@ -13,6 +13,10 @@ rule write_splits:
         "logs/data/write_splits.log",
     conda:
         "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
     params:
         data=config["data"],
     script:

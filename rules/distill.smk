@@ -17,9 +17,13 @@ rule write_rationales:
         "benchmarks/rationales/{source}.tsv"
     conda:
         "../envs/hf.yaml"
-    # The local teacher uses every core; an API teacher mostly waits on the network.
-    threads: all_cores()
+    # A local teacher uses every core (locally) or a model job's CPUs (on a cluster); an
+    # API teacher mostly waits on the network.
+    threads: model_threads(config["teacher"])
     resources:
+        mem_mb=request_of(rationales_request, "mem_mb"),
+        runtime=request_of(rationales_request, "runtime"),
+        gpu=gpu_request(config["teacher"]),
         llm_api=1 if config["teacher"]["backend"] == "openai" else 0,
     params:
         teacher=config["teacher"],

@@ -14,6 +14,10 @@ rule score_binary:
         "logs/evaluate/score_binary_{model}.log",
     conda:
         "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
     params:
         bootstrap=config["evaluation"]["bootstrap"],
     script:
@@ -35,6 +39,10 @@ rule score_mc:
         "logs/evaluate/score_mc_{model}.log",
     conda:
         "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
     params:
         bootstrap=config["evaluation"]["bootstrap"],
     script:

@@ -14,9 +14,11 @@ rule generate_answers:
         "../envs/hf.yaml"
     # One generation job owns every core: two concurrent jobs on a small CPU only
     # fight over caches, and on a GPU they would fight over memory.
-    threads: all_cores()
+    threads: model_threads(student_section())
     resources:
-        gpu=1 if config["student"]["device"] == "cuda" else 0,
+        mem_mb=request_of(generate_request, "mem_mb"),
+        runtime=request_of(generate_request, "runtime"),
+        gpu=gpu_request(student_section()),
     params:
         student=config["student"],
         load_path=student_load_path(),

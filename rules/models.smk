@@ -7,5 +7,9 @@ rule convert_embedded_model:
         "benchmarks/models/convert_{embedded}.tsv"
     conda:
         "../envs/hf.yaml"
+    threads: 1
+    resources:
+        mem_mb=request_of(convert_request, "mem_mb"),
+        runtime=request_of(convert_request, "runtime"),
     script:
         "../scripts/convert_embedded_model.py"

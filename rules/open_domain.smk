@@ -10,6 +10,10 @@ rule write_open_queries:
         "logs/open_domain/queries.log",
     conda:
         "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
     params:
         n_queries=config["open_domain"]["n_queries"],
         seed=config["open_domain"]["seed"],
@@ -37,8 +41,11 @@ rule classify_open_answers:
         "benchmarks/open_domain/{model}.tsv"
     conda:
         "../envs/hf.yaml"
-    threads: all_cores()
+    threads: model_threads(config["audit"]["judge"])
     resources:
+        mem_mb=request_of(classify_open_request, "mem_mb"),
+        runtime=request_of(classify_open_request, "runtime"),
+        gpu=gpu_request(config["audit"]["judge"]),
         llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
     params:
         judge=open_judge_params(),

@@ -22,8 +22,11 @@ rule write_repair_rationales:
         "benchmarks/repair/{model}/rationales.tsv"
     conda:
         "../envs/hf.yaml"
-    threads: all_cores()
+    threads: model_threads(config["teacher"])
     resources:
+        mem_mb=request_of(repair_request, "mem_mb"),
+        runtime=request_of(repair_request, "runtime"),
+        gpu=gpu_request(config["teacher"]),
         llm_api=1 if config["teacher"]["backend"] == "openai" else 0,
     params:
         teacher=config["teacher"],
@@ -46,6 +49,10 @@ rule build_repair_set:
         "logs/repair/{model}/train_set.log",
     conda:
         "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
     params:
         repair=config["repair"],
     script:
@@ -62,6 +69,11 @@ rule joint_weights:
         "logs/joint/weights.log",
     conda:
         "../envs/hf.yaml"
+    threads: 1
+    resources:
+        mem_mb=request_of(joint_weights_request, "mem_mb"),
+        runtime=request_of(joint_weights_request, "runtime"),
+        gpu=gpu_request(scorer_section()),
     params:
         joint=config["joint"],
         screen=scorer_params(),

@@ -27,6 +27,10 @@ rule main_results:
         "logs/report/main_results.log",
     conda:
         "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
     params:
         models=MODELS,
         audited=AUDITED,
@@ -68,6 +72,10 @@ rule figures:
         "logs/report/figures.log",
     conda:
         "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
     params:
         models=MODELS,
         audited=AUDITED,

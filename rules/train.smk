@@ -15,9 +15,11 @@ rule train_adapter:
         "benchmarks/train/{model}.tsv"
     conda:
         "../envs/hf.yaml"
-    threads: all_cores()
+    threads: model_threads(student_section())
     resources:
-        gpu=1 if config["student"]["device"] == "cuda" else 0,
+        mem_mb=request_of(train_request, "mem_mb"),
+        runtime=request_of(train_request, "runtime"),
+        gpu=gpu_request(student_section()),
     params:
         training=config["training"],
         student=config["student"],

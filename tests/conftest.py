@@ -1,8 +1,17 @@
-"""Shared fixtures: a tiny random chat model that loads in milliseconds, fully offline."""
+"""Shared fixtures: a tiny random chat model that loads in milliseconds, fully offline, and
+one local smoke-profile run of the whole workflow (the e2e and cluster tests read it)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 VOCAB_WORDS = (
     "<pad> <eos> <unk> <user> <assistant> Conclusion: YES NO the a groups are treated same "
@@ -69,3 +78,51 @@ def default_config() -> dict:
     # Prompt paths in the config are relative to the repository root.
     config["prompts"] = {k: str(root / v) for k, v in config["prompts"].items()}
     return validate_config(config, root / "config" / "schema.yaml")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Cluster tests run only when asked for by marker (-m slurm): a plain run, or one
+    narrowed otherwise (-m "not slow"), leaves them out."""
+    if "slurm" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="needs a live SLURM cluster: pytest -m slurm tests/cluster (.ci/run)")
+    for item in items:
+        if "slurm" in item.keywords:
+            item.add_marker(skip)
+
+
+# The workflow as the e2e and cluster tests copy it into a scratch folder.
+WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "src", "config", "envs", "resources", "report", "profiles"]
+SMOKE = ["--configfile", "config/smoke.yaml"]
+
+
+def copy_workflow(workdir: Path) -> Path:
+    """Copy the workflow (not its results) into ``workdir``; mtimes are kept, so a copy over
+    an earlier one leaves its finished jobs alone."""
+    for name in WORKFLOW_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(
+                source, workdir / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+            )
+        else:
+            shutil.copy2(source, workdir / name)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The whole workflow on the smoke profile, run locally with --cores 2, once per session.
+
+    With HARMDRIFT_SMOKE_DIR set, the run lives in that folder and a later pytest session
+    reuses it (Snakemake then finds nothing to do): .ci/run shares one local run between
+    the main suite and the cluster suite, which compares its SLURM run against it.
+    """
+    shared = os.environ.get("HARMDRIFT_SMOKE_DIR")
+    workdir = Path(shared) if shared else tmp_path_factory.mktemp("workflow")
+    workdir.mkdir(parents=True, exist_ok=True)
+    copy_workflow(workdir)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *SMOKE]
+    run = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return workdir

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,18 +11,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import SMOKE  # the shared smoke run's arguments
+
 from harmdrift.core import vocab
 
-ROOT = Path(__file__).resolve().parents[2]
-COPY = ["Snakefile", "rules", "scripts", "src", "config", "envs", "resources", "report"]
 AUDITED = ["m_int", "m_int_predlabel", "m_joint", "m_dart", "m_int_planted", "m_dart_planted"]
 FIGURES = list(vocab.FIGURES)
-SMOKE = ["--configfile", "config/smoke.yaml"]
 
 
 def smoke_with(overlay: str) -> list[str]:
-    """The smoke profile plus one more overlay. Both go after one --configfile: a second
-    --configfile flag would replace the first list, not add to it."""
+    """The smoke profile plus one more overlay. Both go after one --configfile (SMOKE ends
+    with it): a second --configfile flag would replace the first list, not add to it."""
     return [*SMOKE, overlay]
 
 
@@ -36,17 +34,9 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    for name in COPY:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, workdir / name)
-    run = snakemake(workdir, *SMOKE)
-    assert run.returncode == 0, run.stderr[-4000:]
-    return workdir
+def finished_run(smoke_run) -> Path:
+    """The session's local smoke run (tests/conftest.py), shared with tests/cluster."""
+    return smoke_run
 
 
 def test_metrics_tables_are_complete_and_sane(finished_run):
