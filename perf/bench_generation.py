@@ -3,10 +3,17 @@
 The baseline generates the way DART's own code does: fixed batches of 8 in the given
 order, fp32 weights, transformers' built-in sampling, and no early stop (a reply runs
 until the model's end-of-sequence token or the token budget). The backend under test uses
-its configured batch size, length-sorted batches, auto dtype (bf16 where faster), per-item
+its configured batch size, length-sorted batches, auto dtype (fp32 on a CPU), per-item
 seeded sampling and a stop once the conclusion line is written.
 
 Prints the wall time of each and their ratio; nothing is asserted (machines are noisy).
+
+It also measures the machine's matmul rate in the same run (fp32 and bf16, 2048^3 and
+decode-shaped 32x576x1536 products, best of several; perf/bench_pipeline.py's
+``matmul_rates``) and prints each run as a fraction of that limit: the ideal time
+(prompt tokens + new tokens) x 2 x parameters / the large-product rate in the run's dtype,
+divided by the measured wall time. Prefill is counted for every prompt token, and the
+parameter count includes the (tied) output layer once.
 
     python perf/bench_generation.py --model results/models/smollm2-135m-instruct --n 64
 """
@@ -22,6 +29,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
+from bench_pipeline import cpu_info, matmul_rates  # perf/ is on sys.path when run as a script
 
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.prompts import build_messages, load_template
@@ -52,7 +60,7 @@ def run_baseline(model_path: str, conversations, params: GenParams, batch_size: 
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
     torch.manual_seed(params.seed)
-    texts, new_tokens = [], 0
+    texts, new_tokens, prompt_tokens = [], 0, 0
     started = time.perf_counter()
     for offset in range(0, len(conversations), batch_size):
         chunk = conversations[offset : offset + batch_size]
@@ -60,6 +68,7 @@ def run_baseline(model_path: str, conversations, params: GenParams, batch_size: 
             tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chunk
         ]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        prompt_tokens += int(enc["attention_mask"].sum())
         with torch.inference_mode():
             out = model.generate(
                 **enc,
@@ -72,7 +81,8 @@ def run_baseline(model_path: str, conversations, params: GenParams, batch_size: 
         fresh = out[:, enc["input_ids"].shape[1] :]
         new_tokens += int((fresh != tokenizer.pad_token_id).sum())
         texts += tokenizer.batch_decode(fresh, skip_special_tokens=True)
-    return texts, time.perf_counter() - started, new_tokens
+    elapsed = time.perf_counter() - started
+    return texts, elapsed, new_tokens, prompt_tokens, sum(p.numel() for p in model.parameters())
 
 
 def run_backend(model_path: str, conversations, keys, params: GenParams, batch_size: int, stop: bool):
@@ -80,7 +90,20 @@ def run_backend(model_path: str, conversations, keys, params: GenParams, batch_s
     started = time.perf_counter()
     outs = generator.generate(conversations, params, keys=keys, stop=stop_check("binary") if stop else None)
     elapsed = time.perf_counter() - started
-    return [o.text for o in outs], elapsed, sum(o.n_new_tokens for o in outs), generator.dtype_name
+    prompt_tokens = sum(o.n_prompt_tokens or 0 for o in outs)
+    n_params = sum(p.numel() for p in generator.model.parameters())
+    new_tokens = sum(o.n_new_tokens for o in outs)
+    return [o.text for o in outs], elapsed, new_tokens, generator.dtype_name, prompt_tokens, n_params
+
+
+def of_limit(prompt_tokens: int, new_tokens: int, n_params: int, seconds: float, rate_gflops: float) -> dict:
+    """The ideal time at the measured matmul rate, and the run's fraction of it."""
+    ideal = (prompt_tokens + new_tokens) * 2.0 * n_params / (rate_gflops * 1e9)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "ideal_seconds": round(ideal, 2),
+        "of_limit": round(ideal / seconds, 3),
+    }
 
 
 def main() -> None:
@@ -94,6 +117,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="DART's budget is 256")
     parser.add_argument("--batch-size", type=int, nargs="+", default=[32], help="backend batch sizes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=5, help="matmul timings per shape (best of)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -103,7 +127,7 @@ def main() -> None:
     conversations = [build_messages(i, template) for i in items]
     params = GenParams(max_new_tokens=args.max_new_tokens, temperature=0.2, top_p=0.9, seed=args.seed)
 
-    base_texts, base_s, base_tok = run_baseline(args.model, conversations, params)
+    base_texts, base_s, base_tok, base_prompt, n_params = run_baseline(args.model, conversations, params)
 
     def parsed(texts):
         return dict(Counter(parse_reply("binary", t, i).status for t, i in zip(texts, items, strict=True)))
@@ -112,12 +136,18 @@ def main() -> None:
         "prompts": len(items),
         "max_new_tokens": args.max_new_tokens,
         "threads": torch.get_num_threads(),
+        "params": n_params,
+        "cpu": cpu_info(),
         "baseline": {"seconds": round(base_s, 2), "new_tokens": base_tok, "parse": parsed(base_texts)},
         "backend": [],
     }
     keys = [i["id"] for i in items]
+    work = []  # (prompt tokens, new tokens, parameters, seconds) of each backend run
     for size in args.batch_size:
-        texts, seconds, tokens, dtype = run_backend(args.model, conversations, keys, params, size, stop=True)
+        texts, seconds, tokens, dtype, prompt, n = run_backend(
+            args.model, conversations, keys, params, size, stop=True
+        )
+        work.append((prompt or base_prompt, tokens, n, seconds))
         report["backend"].append(
             {
                 "batch_size": size,
@@ -128,11 +158,26 @@ def main() -> None:
                 "speedup": round(base_s / seconds, 2),
             }
         )
+    # Measured after the generation runs, on the same threads, so the limit is this machine's now.
+    rates = matmul_rates(torch.get_num_threads(), repeats=args.repeats)
+    report["matmul_gflop_per_s"] = rates
+    report["baseline"] |= of_limit(base_prompt, base_tok, n_params, base_s, rates["float32_large"])
+    for run, done in zip(report["backend"], work, strict=True):
+        run |= of_limit(*done, rates.get(f"{run['dtype']}_large", rates["float32_large"]))
     print(json.dumps(report, indent=2))
+    cpu = report["cpu"]
+    print(
+        f"CPU {cpu['model']}, {report['threads']} threads, "
+        f"AVX-512-BF16 {'yes' if cpu['avx512_bf16'] else 'no'}; matmul GFLOP/s: "
+        + ", ".join(f"{k} {v}" for k, v in rates.items())
+    )
+    print(f"baseline {base_s:.1f}s (fp32): {report['baseline']['of_limit']:.1%} of the limit")
     for run in report["backend"]:
         print(
-            f"baseline {base_s:.1f}s, backend (batch {run['batch_size']}) {run['seconds']:.1f}s: "
-            f"{run['speedup']:.2f}x faster"
+            f"baseline {base_s:.1f}s, backend (batch {run['batch_size']}, {run['dtype']}) "
+            f"{run['seconds']:.1f}s: {run['speedup']:.2f}x faster; {run['of_limit']:.1%} of the limit "
+            f"({run['prompt_tokens']} prompt + {run['new_tokens']} new tokens x 2 x "
+            f"{n_params / 1e6:.0f}M params = {run['ideal_seconds']:.1f}s at the measured rate)"
         )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
