@@ -11,6 +11,7 @@ from harmdrift.core.decoding import GenParams
 from harmdrift.core.io import DataError, read_jsonl, write_jsonl
 from harmdrift.generate.answers import AnswerConfig, generate_answers
 from harmdrift.lm.engine import Generation
+from harmdrift.lm.forced import ForcedChoice
 
 
 @dataclass
@@ -25,27 +26,42 @@ class ScriptedGenerator:
     dtype_name = "float32"
     device = "cpu"
 
-    def __init__(self, replies: dict[str, str], crash_after: int | None = None) -> None:
+    def __init__(self, replies: dict[str, str], crash_after: int | None = None, forced_works=True) -> None:
         self.cfg = _Cfg()
         self.replies = replies
         self.crash_after = crash_after
+        self.forced_works = forced_works
         self.asked: list[str] = []
+        self.forced_asked: list = []
 
     def render(self, conversation):
         return conversation[-1]["content"]
 
-    def generate(self, conversations, params, *, keys, stop=None, on_batch=None, desc=""):
+    def generate(self, conversations, params, *, keys, stop=None, on_batch=None, desc="", **extra):
+        forced = extra.pop("forced", None)
+        assert not extra, extra
+        self.forced_asked.append(forced)
         outs = []
         for start in range(0, len(keys), self.cfg.batch_size):
             if self.crash_after is not None and start // self.cfg.batch_size >= self.crash_after:
                 raise KeyboardInterrupt("simulated crash")
             batch = list(range(start, min(start + self.cfg.batch_size, len(keys))))
-            gens = [Generation(self.replies[keys[i]], 5, "stop") for i in batch]
+            gens = [
+                Generation(self.replies[keys[i]], 5, "stop", forced_scores=self._forced(forced, keys[i]))
+                for i in batch
+            ]
             self.asked += [keys[i] for i in batch]
             if on_batch:
                 on_batch(batch, gens)
             outs += gens
         return outs
+
+    def _forced(self, forced, key: str):
+        # The forced choice prefers NO on even items, YES on odd ones (like the scripted replies).
+        if forced is None or not self.forced_works:
+            return None
+        odd = int(key.rsplit("-", 1)[1]) % 2
+        return {"YES": -0.5 if odd else -2.0, "NO": -2.0 if odd else -0.5}
 
 
 ITEMS = [
@@ -66,6 +82,9 @@ ITEMS = [
 ]
 REPLIES = {item["id"]: f"Reason {n}.\nConclusion: {'YES' if n % 2 else 'NO'}" for n, item in enumerate(ITEMS)}
 CFG = AnswerConfig(framing="binary", model_name="m0", params=GenParams(max_new_tokens=8))
+FORCED = AnswerConfig(
+    framing="binary", model_name="m0", params=GenParams(max_new_tokens=8), forced=ForcedChoice()
+)
 PROV = {"kind": "local", "model": "scripted"}
 
 
@@ -169,3 +188,98 @@ def test_records_are_json_serialisable(paths):
     items, template, out = paths
     generate_answers(items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES), provenance=PROV)
     json.dumps(read_jsonl(out))
+
+
+def test_forced_choice_fields_in_binary_records(paths):
+    items, template, out = paths
+    generator = ScriptedGenerator(REPLIES)
+    summary = generate_answers(items, template, out, cfg=FORCED, generator=generator, provenance=PROV)
+    records = read_jsonl(out)
+    assert generator.forced_asked == [ForcedChoice()]
+    assert [r["forced_prediction"] for r in records] == ["NO", "YES", "NO", "YES", "NO"]
+    assert records[1]["forced_scores"] == {"YES": -0.5, "NO": -2.0}
+    assert records[0]["decoding"]["forced_choice"] == {
+        "prefix": "\nConclusion:",
+        "options": ["YES", "NO"],
+        "separator": " ",
+    }
+    assert summary["forced_prediction"] == {"NO": 3, "YES": 2}
+
+
+def test_forced_choice_off_adds_nothing(paths):
+    items, template, out = paths
+    generator = ScriptedGenerator(REPLIES)
+    generate_answers(items, template, out, cfg=CFG, generator=generator, provenance=PROV)
+    records = read_jsonl(out)
+    assert generator.forced_asked == [None]
+    assert all("forced_scores" not in r and "forced_prediction" not in r for r in records)
+    assert all("forced_choice" not in r["decoding"] for r in records)
+
+
+def test_records_without_forced_fields_are_not_resumed(paths):
+    """A checkpoint from before the forced choice (or without it) is regenerated, not reused."""
+    items, template, out = paths
+    with pytest.raises(KeyboardInterrupt):
+        generate_answers(
+            items,
+            template,
+            out,
+            cfg=CFG,
+            generator=ScriptedGenerator(REPLIES, crash_after=1),
+            provenance=PROV,
+        )
+    again = ScriptedGenerator(REPLIES)
+    summary = generate_answers(items, template, out, cfg=FORCED, generator=again, provenance=PROV)
+    assert again.asked == [i["id"] for i in ITEMS]
+    assert summary["reused_from_checkpoint"] == 0
+    assert all(r["forced_prediction"] in {"YES", "NO"} for r in read_jsonl(out))
+
+
+def test_matching_fingerprint_without_forced_scores_is_not_reused(paths):
+    items, template, out = paths
+    with pytest.raises(KeyboardInterrupt):
+        generate_answers(
+            items,
+            template,
+            out,
+            cfg=FORCED,
+            generator=ScriptedGenerator(REPLIES, crash_after=1),
+            provenance=PROV,
+        )
+    checkpoint = out.with_name(out.name + ".partial")
+    rows = [json.loads(line) for line in checkpoint.read_text().splitlines()]
+    rows[0].pop("forced_scores")
+    rows[0].pop("forced_prediction")
+    checkpoint.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    again = ScriptedGenerator(REPLIES)
+    generate_answers(items, template, out, cfg=FORCED, generator=again, provenance=PROV)
+    assert again.asked == [ITEMS[0]["id"], *[i["id"] for i in ITEMS[2:]]]
+
+
+def test_forced_choice_needs_the_binary_framing_and_a_scoring_generator(paths):
+    with pytest.raises(ValueError, match="binary"):
+        AnswerConfig(framing="mc", model_name="m0", params=GenParams(), forced=ForcedChoice())
+    items, template, out = paths
+    with pytest.raises(RuntimeError, match="forced-choice"):
+        generate_answers(
+            items,
+            template,
+            out,
+            cfg=FORCED,
+            generator=ScriptedGenerator(REPLIES, forced_works=False),
+            provenance=PROV,
+        )
+
+
+def test_forced_choice_with_a_real_model(paths, tiny_model):
+    from harmdrift.lm.engine import HFGenerator, HFModelConfig
+
+    items, template, out = paths
+    generator = HFGenerator(
+        HFModelConfig(model=tiny_model, dtype="float32", device="cpu", batch_size=2), progress=False
+    )
+    generate_answers(items, template, out, cfg=FORCED, generator=generator, provenance=PROV)
+    for record in read_jsonl(out):
+        scores = record["forced_scores"]
+        assert set(scores) == {"YES", "NO"} and all(v < 0 for v in scores.values())
+        assert record["forced_prediction"] == max(scores, key=scores.get)

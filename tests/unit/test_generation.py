@@ -217,3 +217,91 @@ def test_single_token_options_take_one_pass_and_agree_with_the_general_path(tiny
     general = gen.score_options(CONVERSATIONS[:3], [*singles, "the law"])
     for row_fast, row_general in zip(fast, general, strict=True):
         assert row_fast == pytest.approx(row_general[: len(singles)], abs=1e-3)
+
+
+MANY = CONVERSATIONS * 3
+MANY_KEYS = [f"f{i}" for i in range(len(MANY))]
+
+
+def _stop_on_word(text: str) -> bool:
+    return text.split()[-1:] in (["the"], ["law"])
+
+
+def _generate_capturing(gen: HFGenerator, params: GenParams, forced) -> tuple[list, dict[int, list[int]]]:
+    """Generate and keep each reply's token ids (the EOS aside), as the engine wrote them."""
+    written: dict[int, list[int]] = {}
+    original = gen._to_generation
+
+    def capture(row):
+        written[row.index] = list(row.written)
+        return original(row)
+
+    gen._to_generation = capture
+    try:
+        outs = gen.generate(MANY, params, keys=MANY_KEYS, stop=_stop_on_word, forced=forced)
+    finally:
+        del gen._to_generation
+    return outs, written
+
+
+def _reference_scores(gen: HFGenerator, conversation, reply: list[int], choice) -> dict[str, float]:
+    """The slow way: one fresh forward over prompt + reply + prefix (+ option) per option."""
+    from harmdrift.lm.forced import option_token_ids
+
+    tok = gen.tokenizer
+    prompt = tok(gen.render(conversation), add_special_tokens=False)["input_ids"]
+    prefix, options = option_token_ids(tok, choice)
+    scores = {}
+    for label, option in zip(choice.options, options, strict=True):
+        ids = prompt + reply + prefix + option
+        with torch.no_grad():
+            logprobs = gen.model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+        start = len(ids) - len(option)
+        scores[label] = sum(float(logprobs[start - 1 + j, t]) for j, t in enumerate(option))
+    return scores
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 8])  # 8: finished rows wait in the batch
+@pytest.mark.parametrize("options", [("YES", "NO"), ("YES", "the law", "the fact")])
+def test_forced_scores_match_a_fresh_forward_pass(tiny_model, batch_size, options):
+    from harmdrift.lm.forced import ForcedChoice
+
+    choice = ForcedChoice(options=options)
+    gen = make(tiny_model, batch_size=batch_size)
+    params = GenParams(max_new_tokens=6, temperature=1.0, seed=4)
+    outs, written = _generate_capturing(gen, params, choice)
+    assert {g.finish_reason for g in outs} == {"eos", "stop", "length"}
+    assert len({len(gen.tokenizer(gen.render(c))["input_ids"]) for c in MANY}) > 3  # prompt lengths vary
+    for i, out in enumerate(outs):
+        assert set(out.forced_scores) == set(options)
+        want = _reference_scores(gen, MANY[i], written[i], choice)
+        for label in options:
+            assert out.forced_scores[label] == pytest.approx(want[label], abs=1e-4), (i, out.finish_reason)
+
+
+def test_forced_choice_leaves_the_sampled_replies_unchanged(tiny_model):
+    from harmdrift.lm.forced import ForcedChoice
+
+    params = GenParams(max_new_tokens=10, temperature=1.0, seed=11)
+    gen = make(tiny_model, batch_size=4)
+    plain = gen.generate(MANY, params, keys=MANY_KEYS, stop=_stop_on_word)
+    forced = gen.generate(MANY, params, keys=MANY_KEYS, stop=_stop_on_word, forced=ForcedChoice())
+    assert [g.text for g in forced] == [g.text for g in plain]
+    assert [g.finish_reason for g in forced] == [g.finish_reason for g in plain]
+    assert all(g.forced_scores is None for g in plain)
+    assert all(g.forced_scores is not None for g in forced)
+
+
+def test_forced_choice_tokens_and_prediction(tiny_model):
+    from harmdrift.lm.forced import ForcedChoice, forced_prediction, option_token_ids
+
+    tok = make(tiny_model).tokenizer
+    prefix, options = option_token_ids(tok, ForcedChoice())
+    assert tok.convert_ids_to_tokens(prefix) == ["Conclusion:"]
+    assert [tok.convert_ids_to_tokens(o) for o in options] == [["YES"], ["NO"]]
+    assert forced_prediction({"YES": -1.0, "NO": -2.0}) == "YES"
+    assert forced_prediction({"YES": -3.0, "NO": -2.0}) == "NO"
+    assert forced_prediction({"YES": -2.0, "NO": -2.0}) == "ABSTAIN"
+    assert forced_prediction(None) is None
+    with pytest.raises(ValueError, match="two distinct"):
+        ForcedChoice(options=("YES", "YES"))

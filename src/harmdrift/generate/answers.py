@@ -15,6 +15,7 @@ from harmdrift.core.parsing import ParseResult, conclusion_written, mc_answer_wr
 from harmdrift.core.prompts import build_messages, load_template
 from harmdrift.core.vocab import FRAMINGS
 from harmdrift.lm.engine import HFGenerator
+from harmdrift.lm.forced import ForcedChoice, forced_prediction
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,19 @@ class AnswerConfig:
     model_name: str  # the pipeline's name for the model: m0, m_int, ...
     params: GenParams
     stop_at_answer: bool = True
+    # Binary framing: after each reply, compare log p(" YES") and log p(" NO") following
+    # "\nConclusion:" (an addition to DART's protocol; it does not depend on the reply's format).
+    forced: ForcedChoice | None = None
 
     def __post_init__(self) -> None:
         # The framing comes from the rule's wildcard, not from a config key the schema checks
         # (evaluation.framings has no "open"), so this is its only check.
         if self.framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, got {self.framing!r}")
+        if self.forced is not None and self.framing != "binary":
+            raise ValueError(
+                f"the forced choice reads YES/NO and needs the binary framing, not {self.framing!r}"
+            )
 
 
 def stop_check(framing: str):
@@ -71,15 +79,20 @@ def fingerprint(provenance: dict, decoding: dict, prompt_text: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _load_checkpoint(path: Path, wanted: dict[str, str]) -> dict[str, dict]:
-    """Records from an earlier, interrupted run that still match their fingerprint."""
+def _load_checkpoint(path: Path, wanted: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Records from an earlier, interrupted run that still match their fingerprint.
+
+    The forced-choice setting is part of the fingerprint, so records written without it are
+    stale; ``required`` fields are checked as well, so a record lacking one is never reused.
+    """
     if not path.exists():
         return {}
     kept: dict[str, dict] = {}
     stale = 0
     try:
         for _, record in iter_jsonl(path):
-            if wanted.get(record.get("id")) == record.get("fingerprint"):
+            matches = wanted.get(record.get("id")) == record.get("fingerprint")
+            if matches and all(record.get(field) is not None for field in required):
                 kept[record["id"]] = record
             else:
                 stale += 1
@@ -129,6 +142,13 @@ def generate_answers(
         "batch_size": generator.cfg.batch_size,
         "sort_by_length": generator.cfg.sort_by_length,
     }
+    if cfg.forced is not None:
+        # Only when on, so the fingerprints of other framings' records stay as they were.
+        decoding["forced_choice"] = {
+            "prefix": cfg.forced.prefix,
+            "options": list(cfg.forced.options),
+            "separator": cfg.forced.separator,
+        }
     conversations = [build_messages(item, template) for item in items]
     prompt_texts = [generator.render(c) for c in conversations]
     prints = {
@@ -137,13 +157,22 @@ def generate_answers(
     }
     out_path = Path(out_path)
     checkpoint = out_path.with_name(out_path.name + ".partial")
-    done = _load_checkpoint(checkpoint, prints)
+    forced_fields = ("forced_prediction", "forced_scores") if cfg.forced is not None else ()
+    done = _load_checkpoint(checkpoint, prints, forced_fields)
     todo = [i for i, item in enumerate(items) if item["id"] not in done]
     stop = stop_check(cfg.framing) if cfg.stop_at_answer else None
 
     def record_for(index: int, generation) -> dict:
         item = items[index]
         parsed = parse_reply(cfg.framing, generation.text, item)
+        forced = {}
+        if cfg.forced is not None:
+            if generation.forced_scores is None:
+                raise RuntimeError(f"{item['id']}: the generator returned no forced-choice scores")
+            forced = {
+                "forced_prediction": forced_prediction(generation.forced_scores),
+                "forced_scores": generation.forced_scores,
+            }
         return {
             **{k: item.get(k) for k in ITEM_FIELDS},
             "model": cfg.model_name,
@@ -154,6 +183,7 @@ def generate_answers(
             "parse_status": parsed.status,
             "n_new_tokens": generation.n_new_tokens,
             "finish_reason": generation.finish_reason,
+            **forced,
             "decoding": decoding,
             "provenance": provenance,
             "fingerprint": prints[item["id"]],
@@ -170,6 +200,8 @@ def generate_answers(
             sink.flush()
 
         if todo:
+            # Passed only when on, so generators without forced choice keep working.
+            extra = {"forced": cfg.forced} if cfg.forced is not None else {}
             generator.generate(
                 [conversations[i] for i in todo],
                 cfg.params,
@@ -177,6 +209,7 @@ def generate_answers(
                 stop=stop,
                 on_batch=save_batch,
                 desc=f"{cfg.model_name} {cfg.framing} {Path(items_path).stem}",
+                **extra,
             )
     records = [done[item["id"]] for item in items]
     write_jsonl(out_path, records)
@@ -187,5 +220,7 @@ def generate_answers(
         "parse_status": dict(Counter(r["parse_status"] for r in records)),
         "finish_reason": dict(Counter(r["finish_reason"] for r in records)),
     }
+    if cfg.forced is not None:
+        summary["forced_prediction"] = dict(Counter(r["forced_prediction"] for r in records))
     logger.info("wrote %s: %s", out_path, summary)
     return summary

@@ -9,6 +9,7 @@ from harmdrift.core.runtime import set_threads
 from harmdrift.generate.answers import AnswerConfig
 from harmdrift.generate.answers import generate_answers as answer_split
 from harmdrift.lm.engine import HFGenerator
+from harmdrift.lm.forced import ForcedChoice
 from harmdrift.lm.refs import model_provenance, parse_model_spec
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ def generate_answers(
         model_name=model,
         params=gen_params(generation, framing),
         stop_at_answer=generation["stop_at_answer"],
+        # Every binary answer also gets the format-free forced choice (YES vs NO after
+        # "\nConclusion:"), read from the reply's KV cache at little cost.
+        forced=ForcedChoice() if framing == "binary" else None,
     )
     provenance = model_provenance(spec, load_path, student["revision"])
     if adapter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harmdrift.core.decoding import GenParams
+from harmdrift.lm.forced import ForcedScorer
 from harmdrift.lm.sampler import TokenSampler
 
 
@@ -17,6 +18,7 @@ class _Row:
     stream: object
     written: list[int]
     reason: str | None = None  # set once finished: "stop", "eos" or "length"
+    forced: dict[str, float] | None = None  # forced-choice log-probability per option, if asked
 
 
 class _LiveBatch:
@@ -27,9 +29,13 @@ class _LiveBatch:
     finished rows are dropped and their slots refilled with waiting prompts (continuous
     batching), so the batch stays full. Each compaction copies the cache once, so it is done
     when a quarter of the slots are free rather than after every finished row.
+
+    A finished row stays in the batch until then, but sees nothing more: its new positions
+    are masked out and its position counter stops, so its cache is exactly prompt + reply
+    (the last sampled token aside) when the forced choice reads it.
     """
 
-    def __init__(self, owner, params: GenParams, stop) -> None:
+    def __init__(self, owner, params: GenParams, stop, forced: ForcedScorer | None = None) -> None:
         # owner: the HFGenerator running this batch (its model, tokenizer and sampler).
         self.model = owner.model
         self.tokenizer = owner.tokenizer
@@ -37,6 +43,7 @@ class _LiveBatch:
         self.sampler = TokenSampler(params)
         self.params = params
         self.stop = stop
+        self.forced = forced
         self.rows: list[_Row] = []
         self.cache = None
         self.mask = None
@@ -74,11 +81,12 @@ class _LiveBatch:
         return chosen.tolist()
 
     def step(self) -> None:
-        """Feed every row its last token and sample the next one."""
+        """Feed every row its last token and sample the next one (finished rows: masked out)."""
         import torch
 
-        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
-        self.last_position = self.last_position + 1
+        live = torch.tensor([row.reason is None for row in self.rows], device=self.mask.device)
+        self.mask = torch.cat([self.mask, live[:, None].to(self.mask.dtype)], dim=1)
+        self.last_position = self.last_position + live.to(self.last_position.dtype)
         logits = self.model(
             input_ids=self.next_ids[:, None],
             attention_mask=self.mask,
@@ -98,6 +106,8 @@ class _LiveBatch:
         done = [row for row in self.rows if row.reason is not None]
         if not done:
             return []
+        if self.forced is not None:
+            self._score_forced(done)
         keep = [i for i, row in enumerate(self.rows) if row.reason is None]
         self.rows = [self.rows[i] for i in keep]
         if not keep:
@@ -109,6 +119,18 @@ class _LiveBatch:
         self.last_position = self.last_position.index_select(0, index)
         self.next_ids = self.next_ids.index_select(0, index)
         return done
+
+    def _score_forced(self, done: list[_Row]) -> None:
+        """Forced-choice scores of the finished rows, from a copy of their slice of the cache."""
+        import torch
+
+        picked = [i for i, row in enumerate(self.rows) if row.reason is not None]
+        # The token sampled last is not in the cache yet; an EOS is not part of the reply.
+        pending = [[] if row.reason == "eos" or not row.written else row.written[-1:] for row in done]
+        index = torch.tensor(picked, device=self.mask.device)
+        scores = self.forced.score(self.model, self.cache, index, self.mask, self.last_position, pending)
+        for row, row_scores in zip(done, scores, strict=True):
+            row.forced = dict(zip(self.forced.labels, row_scores, strict=True))
 
     def add(self, rows: list[_Row]) -> None:
         """Prefill new rows, sample their first token and merge them into the batch."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.runtime import check_4bit, pick_device, pick_dtype, quantized_load_kwargs
 from harmdrift.lm.batch import _LiveBatch, _Row
+from harmdrift.lm.forced import ForcedChoice, ForcedScorer
 from harmdrift.lm.sampler import TokenSampler
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class Generation:
     n_new_tokens: int
     finish_reason: str  # "stop": answer written; "eos": model ended; "length": hit max_new_tokens
     n_prompt_tokens: int | None = None
+    # Forced choice (when asked for): log-probability of each option after prompt + reply + prefix.
+    forced_scores: dict[str, float] | None = None
 
 
 class HFGenerator:
@@ -100,6 +103,7 @@ class HFGenerator:
         stop: Callable[[str], bool] | None = None,
         on_batch: Callable[[list[int], list[Generation]], None] | None = None,
         desc: str = "generate",
+        forced: ForcedChoice | None = None,
     ) -> list[Generation]:
         """Answer every conversation.
 
@@ -111,6 +115,10 @@ class HFGenerator:
             on_batch: called with (item indices, generations) after each batch, so callers
                 can checkpoint partial results.
             desc: label of the progress bar.
+            forced: when given, each finished reply is followed by ``forced.prefix`` and the
+                log-probability of each option is read (from the row's KV cache, one short
+                forward pass per compaction) into ``Generation.forced_scores``. It never
+                changes the sampled replies.
 
         Returns:
             One :class:`Generation` per conversation, in input order.
@@ -142,7 +150,8 @@ class HFGenerator:
             bar.update(len(rows))
             bar.set_postfix(tok_s=f"{new_tokens / max(time.perf_counter() - started, 1e-9):.0f}")
 
-        self._decode(order, encoded, keys, params, stop, finish)
+        scorer = ForcedScorer(forced, self.tokenizer) if forced is not None else None
+        self._decode(order, encoded, keys, params, stop, finish, scorer)
         bar.close()
         elapsed = time.perf_counter() - started
         logger.info(
@@ -243,7 +252,7 @@ class HFGenerator:
         probe = DynamicCache(config=self.model.config)
         return all(type(layer).__name__ == "DynamicLayer" for layer in probe.layers)
 
-    def _decode(self, order, encoded, keys, params: GenParams, stop, finish) -> None:
+    def _decode(self, order, encoded, keys, params: GenParams, stop, finish, scorer=None) -> None:
         """Run every prompt through one live batch that is topped up as rows finish."""
         import torch
 
@@ -252,7 +261,7 @@ class HFGenerator:
         sampler = TokenSampler(params)
         waiting = [_Row(i, encoded[i], sampler.stream(keys[i]), []) for i in order]
         waiting.reverse()  # pop() from the end takes them in order
-        batch = _LiveBatch(self, params, stop)
+        batch = _LiveBatch(self, params, stop, scorer)
         threshold = max(1, size // 4)
         with torch.inference_mode():
             while waiting or batch.rows:
@@ -275,6 +284,7 @@ class HFGenerator:
             n_new_tokens=len(row.written) + (row.reason == "eos"),
             finish_reason=row.reason or "length",
             n_prompt_tokens=len(row.prompt),
+            forced_scores=row.forced,
         )
 
 
