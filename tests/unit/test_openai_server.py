@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -11,9 +12,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harmdrift.backends import BackendError, CachedBackend, ResponseCache
 from harmdrift.backends.openai_backend import OpenAIChatBackend
+from harmdrift.config import validate_config
 from harmdrift.core.decoding import GenParams
 
 pytestmark = pytest.mark.slow
@@ -141,6 +144,7 @@ def test_rationales_rule_through_the_server_then_from_the_cache(server, tiny_mod
     ]
     write_jsonl(tmp_path / "train.jsonl", items)
     teacher = {
+        **_validated_defaults()["teacher"],
         "backend": "openai",
         "model": tiny_model,
         "base_url": url,
@@ -204,9 +208,17 @@ ROOT = Path(__file__).resolve().parents[2]
 JUDGE_TEMPLATE = ROOT / "config/prompts/judge_drift.txt"
 
 
+@functools.cache
+def _validated_defaults() -> dict:
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
+    config["prompts"] = {k: str(ROOT / v) for k, v in config["prompts"].items()}
+    return validate_config(config, ROOT / "config" / "schema.yaml")
+
+
 def judge_section(url: str, model: str, **changes) -> dict:
-    """An ``audit.judge`` config section for an OpenAI-compatible judge."""
+    """An ``audit.judge`` config section for an OpenAI-compatible judge (schema defaults filled)."""
     return {
+        **_validated_defaults()["audit"]["judge"],
         "backend": "openai",
         "model": model,
         "base_url": url,
@@ -261,7 +273,7 @@ def test_the_judge_through_the_server_re_asks_then_records_garbage_as_unscored(
     before = served_requests(log)
     judge_pairs_rule(
         pairs=str(tmp_path / "pairs.jsonl"), template=str(JUDGE_TEMPLATE), **outputs,
-        judge=judge_section(url, tiny_model), delta=0.01, cache_dir=str(tmp_path / "cache"),
+        judge=judge_section(url, tiny_model), verdicts="judge", delta=0.01, cache_dir=str(tmp_path / "cache"),
     )  # fmt: skip
     conversations, per_conversation = 2 * 2, 1 + 2  # two pairs, both orders; max_reasks 2
     assert served_requests(log) - before == conversations * per_conversation
