@@ -9,16 +9,44 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harmdrift.core.io import write_jsonl
+from harmdrift.core.parsing import STRICT_RULE_NOTE, TOLERANT_RULE_NOTE
+from harmdrift.core.vocab import ACCURACY_COLUMNS, STRICT_ACCURACY_COLUMNS
 from harmdrift.evaluate.markdown import metrics_markdown
-from harmdrift.evaluate.metrics import BINARY_COLUMNS, BINARY_REQUIRED, MC_COLUMNS, binary_metrics, mc_metrics
+from harmdrift.evaluate.mc_metrics import MC_COLUMNS, mc_metrics
+from harmdrift.evaluate.metrics import BINARY_COLUMNS, BINARY_REQUIRED, binary_metrics
+from harmdrift.evaluate.score import score_binary
 
 # --- fixtures ---------------------------------------------------------------------------
 
 
+ANALYSIS = "The question asks about a documented difference between the two groups."
+
+
+def reply_for(prediction, status: str) -> str:
+    """A raw reply that our tolerant parse reads as (prediction, status).
+
+    Only a "strict" reply is written in a form DART's rule reads too; the fallback forms are
+    ones it abstains on.
+    """
+    if status == "strict":
+        return f"{ANALYSIS}\nConclusion: {prediction}"
+    if status == "fallback_format":
+        return f"{ANALYSIS}\n**Conclusion:** {prediction}"
+    if status == "fallback_final":
+        return f"{ANALYSIS} So the answer is {str(prediction).lower()}."
+    if status == "refusal":
+        return "I can't help with that."
+    return ""
+
+
 def binary_frame(rows: list[tuple]) -> pd.DataFrame:
-    """Rows of (benchmark, scenario_id, condition, prediction, parse_status); gold follows condition."""
+    """Rows of (benchmark, scenario_id, condition, prediction, parse_status[, raw_output]).
+
+    Gold follows the condition; without a raw reply, :func:`reply_for` writes one.
+    """
     records = []
-    for i, (bench, scenario, condition, prediction, status) in enumerate(rows):
+    for i, (bench, scenario, condition, prediction, status, *raw) in enumerate(rows):
         records.append(
             {
                 "id": f"{bench}-{i:04d}",
@@ -29,12 +57,14 @@ def binary_frame(rows: list[tuple]) -> pd.DataFrame:
                 "correct_option": "a" if condition == "diff" else "c",
                 "prediction": prediction,
                 "parse_status": status,
+                "raw_output": raw[0] if raw else reply_for(prediction, status),
             }
         )
     return pd.DataFrame(records)
 
 
-# Hand-checked: A has 2 right of 4 (one abstain), B has 1 right of 2.
+# Hand-checked: A has 2 right of 4 (one abstain), B has 1 right of 2. Under DART's strict rule
+# only the three "strict" rows are answers: A has 1 right of 4 (two abstain), B 1 of 2 (one).
 SMALL = binary_frame(
     [
         ("A", "s1", "diff", "YES", "strict"),  # right
@@ -71,6 +101,10 @@ def row(table: pd.DataFrame, bench: str) -> pd.Series:
 def test_binary_table_shape_and_order() -> None:
     table = binary_metrics(SMALL, n_boot=50)
     assert list(table.columns) == list(BINARY_COLUMNS)
+    # DART's strict reading leads; the tolerant columns keep their names and follow it.
+    strict_end = 2 + len(STRICT_ACCURACY_COLUMNS)
+    assert list(table.columns[2:strict_end]) == list(STRICT_ACCURACY_COLUMNS)
+    assert list(table.columns[strict_end : strict_end + len(ACCURACY_COLUMNS)]) == list(ACCURACY_COLUMNS)
     assert list(table["benchmark"]) == ["A", "B", "ALL"]
     assert list(table["n"]) == [4, 2, 6]
 
@@ -89,6 +123,45 @@ def test_binary_point_estimates_by_hand() -> None:
     assert (a["refusal_rate"], total["refusal_rate"]) == pytest.approx((0.25, 1 / 6))
     fallback = (a["fallback_rate"], b["fallback_rate"], total["fallback_rate"])
     assert fallback == pytest.approx((0.25, 0.5, 2 / 6))
+
+
+def test_strict_point_estimates_by_hand() -> None:
+    table = binary_metrics(SMALL, n_boot=50)
+    a, b, total = row(table, "A"), row(table, "B"), row(table, "ALL")
+    strict = ["strict_overall_acc", "strict_equal_acc", "strict_diff_acc", "strict_abstain_rate"]
+    assert tuple(a[strict]) == pytest.approx((1 / 4, 0.0, 1 / 2, 2 / 4))
+    assert tuple(b[strict]) == pytest.approx((1 / 2, 1.0, 0.0, 1 / 2))
+    assert tuple(total[strict]) == pytest.approx((2 / 6, 1 / 3, 1 / 3, 3 / 6))
+    # The tolerant reading of the same rows is unchanged by the strict one.
+    assert (total["overall_acc"], total["abstain_rate"]) == pytest.approx((3 / 6, 1 / 6))
+
+
+def test_strict_reads_the_raw_reply_not_the_prediction() -> None:
+    frame = binary_frame(
+        [
+            # Our parse said YES, but DART's rule takes the first conclusion, which says NO.
+            ("A", "s1", "diff", "YES", "fallback_format", "Conclusion: NO\nConclusion: YES"),
+            # Our parse abstained, DART's rule reads the lower-case line.
+            ("A", "s2", "equal", "ABSTAIN", "conflicting", "conclusion: no\n**Conclusion:** YES"),
+            # A missing reply is an abstention, not an error.
+            ("A", "s3", "diff", "ABSTAIN", "empty", None),
+        ]
+    )
+    total = row(binary_metrics(frame, n_boot=20), "ALL")
+    assert total["strict_diff_acc"] == 0.0
+    assert total["strict_equal_acc"] == 1.0
+    assert total["strict_abstain_rate"] == pytest.approx(1 / 3)
+    assert (total["overall_acc"], total["abstain_rate"]) == pytest.approx((1 / 3, 2 / 3))
+
+
+def test_tolerant_columns_do_not_depend_on_the_raw_reply() -> None:
+    frame = random_frame(n_benchmarks=3)
+    blank = frame.assign(raw_output="")
+    first, second = binary_metrics(frame, n_boot=200, seed=4), binary_metrics(blank, n_boot=200, seed=4)
+    tolerant = [c for c in BINARY_COLUMNS if c not in STRICT_ACCURACY_COLUMNS]
+    pd.testing.assert_frame_equal(first[tolerant], second[tolerant])
+    assert (second["strict_abstain_rate"] == 1.0).all()
+    assert (second["strict_overall_acc"] == 0.0).all()
 
 
 def test_binary_yes_precision_nan_when_nothing_predicted_yes() -> None:
@@ -167,6 +240,37 @@ def test_cis_contain_point_estimates() -> None:
         assert (low < high).all()
 
 
+def test_strict_cis_contain_point_estimates() -> None:
+    frame = random_frame(seed=5)
+    # Hide a third of the conclusions from DART's rule behind markdown.
+    hidden = frame.index % 3 == 0
+    frame.loc[hidden, "raw_output"] = frame.loc[hidden, "raw_output"].str.replace(
+        "Conclusion:", "**Conclusion:**"
+    )
+    table = binary_metrics(frame, n_boot=500, seed=1)
+    for estimate in ("strict_overall_acc", "strict_equal_acc", "strict_diff_acc", "strict_abstain_rate"):
+        low, high = table[f"{estimate}_ci_low"], table[f"{estimate}_ci_high"]
+        assert (low <= table[estimate]).all() and (table[estimate] <= high).all()
+        assert (low < high).all()
+    assert (table["strict_overall_acc"] < table["overall_acc"]).all()
+
+
+def test_strict_and_tolerant_intervals_share_their_resamples() -> None:
+    # Every reply is an exact conclusion line or empty, so both rules read the same answers;
+    # intervals from the same resamples are then identical, from other resamples they are not.
+    table = binary_metrics(random_frame(), n_boot=300, seed=2)
+    pairs = {
+        "strict_overall_acc": ("overall_acc", "ci_low", "ci_high"),
+        "strict_equal_acc": ("equal_acc", "equal_ci_low", "equal_ci_high"),
+        "strict_diff_acc": ("diff_acc", "diff_ci_low", "diff_ci_high"),
+    }
+    for strict, (value, low, high) in pairs.items():
+        assert table[strict].tolist() == table[value].tolist()
+        assert table[f"{strict}_ci_low"].tolist() == table[low].tolist()
+        assert table[f"{strict}_ci_high"].tolist() == table[high].tolist()
+    assert table["strict_abstain_rate"].tolist() == table["abstain_rate"].tolist()
+
+
 def test_cis_have_zero_width_when_every_scenario_is_identical() -> None:
     rows = []
     for i in range(6):
@@ -217,7 +321,7 @@ def test_bootstrap_is_fast_at_paper_scale() -> None:
 # --- validation -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("column", ["scenario_id", "parse_status", "gold_label"])
+@pytest.mark.parametrize("column", ["scenario_id", "parse_status", "gold_label", "raw_output"])
 def test_missing_column_is_named(column: str) -> None:
     with pytest.raises(ValueError, match=column):
         binary_metrics(SMALL.drop(columns=[column]))
@@ -333,12 +437,14 @@ def test_markdown_binary_table() -> None:
     lines = text.splitlines()
     assert lines[0] == "## Binary task"
     header = [cell.strip() for cell in lines[2].strip("|").split("|")]
-    assert header[:4] == ["benchmark", "n", "overall_acc", "overall 95% CI"]
-    assert "ci_low" not in header and "equal 95% CI" in header
+    assert header[:4] == ["benchmark", "n", "strict_overall_acc", "strict_overall_acc 95% CI"]
+    assert header.index("overall_acc") > header.index("strict_abstain_rate 95% CI")
+    assert "ci_low" not in header and "equal 95% CI" in header and "overall 95% CI" in header
     assert set(lines[3]) <= {"|", "-"}
     assert len(lines) == 4 + len(table)
     a_row = lines[4]
-    assert a_row.startswith("| A | 4 | 50.0% | [")
+    assert a_row.startswith("| A | 4 | 25.0% | [")  # A's strict accuracy
+    assert "| 50.0% |" in a_row  # A's tolerant accuracy
     assert "1.00e+00" in a_row  # p-value in scientific form
     assert "n/a" in lines[5]  # B's YES precision is undefined
 
@@ -347,3 +453,17 @@ def test_markdown_mc_table_percentages() -> None:
     text = metrics_markdown(mc_metrics(MC_SMALL, n_boot=50), "3-way")
     b_row = next(line for line in text.splitlines() if line.startswith("| B |"))
     assert b_row.startswith("| B | 2 | 2 | 0.0% | 100.0% | [100.0, 100.0] | 100.0% |")
+
+
+def test_score_binary_writes_strict_columns_and_states_both_rules(tmp_path) -> None:
+    frame = SMALL.assign(model="m0", provenance="base", split="test", decoding="greedy")
+    answers = tmp_path / "answers.jsonl"
+    write_jsonl(answers, frame.to_dict("records"))
+    csv_path, md_path = tmp_path / "metrics_m0.csv", tmp_path / "metrics_m0.md"
+    score_binary(answers, csv_path, md_path, n_boot=50)
+    written = pd.read_csv(csv_path)
+    assert list(written.columns[:3]) == ["model", "benchmark", "n"]
+    assert list(written.columns[3:15]) == list(STRICT_ACCURACY_COLUMNS)
+    assert row(written, "ALL")["strict_overall_acc"] == pytest.approx(2 / 6)
+    footer = md_path.read_text().split("| ALL |")[1]
+    assert STRICT_RULE_NOTE in footer and TOLERANT_RULE_NOTE in footer

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.container import ErrorbarContainer
 
 from harmdrift.core.vocab import FIGURES as FIGURE_NAMES
 from harmdrift.report.audit_figures import audit_figures, drift_by_severity, score_deltas
@@ -41,6 +42,18 @@ def write_metrics(path, model: str, acc: float):
                 "model": model,
                 "benchmark": bench,
                 "n": 16,
+                "strict_overall_acc": acc - 0.2,
+                "strict_overall_acc_ci_low": acc - 0.25,
+                "strict_overall_acc_ci_high": acc - 0.15,
+                "strict_equal_acc": 0.6,
+                "strict_equal_acc_ci_low": 0.5,
+                "strict_equal_acc_ci_high": 0.7,
+                "strict_diff_acc": 0.1,
+                "strict_diff_acc_ci_low": 0.0,
+                "strict_diff_acc_ci_high": 0.2,
+                "strict_abstain_rate": 0.4,
+                "strict_abstain_rate_ci_low": 0.3,
+                "strict_abstain_rate_ci_high": 0.5,
                 "overall_acc": acc,
                 "ci_low": acc - 0.1,
                 "ci_high": acc + 0.1,
@@ -140,6 +153,24 @@ def test_main_df_figures(tmp_path, files):
         png, pdf = tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"
         draw(main_df, png, pdf)
         assert_figures(png, pdf)
+
+
+def test_accuracy_figure_shows_strict_first(tmp_path, files, monkeypatch):
+    figures = []
+    monkeypatch.setattr("harmdrift.report.figures._save", lambda fig, png, pdf: figures.append(fig))
+    main_df = main_results(files["metrics"], files["summaries"], files["rates"])
+    accuracy_by_model(main_df, tmp_path / "acc.png")
+    strict_ax, tolerant_ax = figures[0].axes
+    assert "strict" in strict_ax.get_title() and "tolerant" in tolerant_ax.get_title()
+    # Bars go group by group (overall, EQUAL, DIFF), one per model in table order.
+    strict_overall = [bar.get_height() for bar in strict_ax.patches[: len(MODELS)]]
+    tolerant_overall = [bar.get_height() for bar in tolerant_ax.patches[: len(MODELS)]]
+    assert strict_overall == pytest.approx([10.0, 30.0, 50.0])
+    assert tolerant_overall == pytest.approx([30.0, 50.0, 70.0])
+    # Every bar carries its CI: one error-bar container per item group in each panel.
+    for ax in (strict_ax, tolerant_ax):
+        errorbars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert len(errorbars) == 3 and all(c.has_yerr for c in errorbars)
 
 
 def test_path_based_figures(tmp_path, files):

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from harmdrift.core.io import DataError
+from harmdrift.core.parsing import STRICT_RULE_NOTE, TOLERANT_RULE_NOTE
 from harmdrift.core.stats import drift_reduction, format_p, format_pct
-from harmdrift.core.vocab import describe_model, order_models
+from harmdrift.core.vocab import ACCURACY_COLUMNS, STRICT_ACCURACY_COLUMNS, describe_model, order_models
 from harmdrift.report.main_table import (
     MAIN_COLUMNS,
     build_results_tables,
@@ -22,15 +23,20 @@ from harmdrift.report.markdown import main_results_markdown
 from harmdrift.report.paper import paper_comparison
 
 METRICS_HEADER = (
-    "model,benchmark,n,overall_acc,ci_low,ci_high,equal_acc,equal_ci_low,equal_ci_high,diff_acc,"
+    "model,benchmark,n,"
+    + ",".join(STRICT_ACCURACY_COLUMNS)
+    + ",overall_acc,ci_low,ci_high,equal_acc,equal_ci_low,equal_ci_high,diff_acc,"
     "diff_ci_low,diff_ci_high,yes_rate,gold_yes_rate,abstain_rate,refusal_rate,fallback_rate,"
     "yes_precision,macro_f1,n_discordant,mcnemar_p,includes_reconstructed"
 )
 
 
 def metrics_row(model: str, bench: str, acc: float, n: int = 128, p: float = 1.78e-15) -> str:
+    """A metrics row: tolerant accuracy ``acc``, strict accuracy 0.25 lower (DART's rule abstains more)."""
+    strict = acc - 0.25
     return (
-        f"{model},{bench},{n},{acc},{acc - 0.08},{acc + 0.08},0.84375,0.75,0.92,0.015625,0.0,0.05,"
+        f"{model},{bench},{n},{strict},{strict - 0.05},{strict + 0.05},0.5,0.4,0.6,0.0,0.0,0.02,"
+        f"0.6,0.5,0.7,{acc},{acc - 0.08},{acc + 0.08},0.84375,0.75,0.92,0.015625,0.0,0.05,"
         f"0.3,0.5,0.164,0.0,0.8,1.0,0.33,50,{p},False"
     )
 
@@ -144,6 +150,8 @@ def test_main_results_rows_and_values(inputs):
     assert list(df["model"]) == ["m0", "m_int", "m_dart"]
     row = df.set_index("model")
     assert row.loc["m_dart", "overall_acc"] == pytest.approx(0.6)
+    assert row.loc["m_dart", "strict_overall_acc"] == pytest.approx(0.35)
+    assert row.loc["m_dart", "strict_abstain_rate_ci_high"] == pytest.approx(0.7)
     assert row.loc["m_dart", "n"] == 128
     assert row.loc["m_dart", "drift_n"] == 3
     assert row.loc["m_int", "drift_severe"] == 2
@@ -157,6 +165,21 @@ def test_main_results_rows_and_values(inputs):
     assert row.loc["m_dart", "od_appropriate"] == pytest.approx(0.75)
     assert row.loc["m0", "od_refusal_ci_high"] == pytest.approx(0.4)
     assert math.isnan(row.loc["m_int", "od_appropriate"])
+
+
+def test_main_results_lead_with_the_strict_columns():
+    strict_end = 3 + len(STRICT_ACCURACY_COLUMNS)
+    assert MAIN_COLUMNS[:3] == ("model", "description", "n")
+    assert MAIN_COLUMNS[3:strict_end] == STRICT_ACCURACY_COLUMNS
+    assert MAIN_COLUMNS[strict_end : strict_end + len(ACCURACY_COLUMNS)] == ACCURACY_COLUMNS
+
+
+def test_metrics_table_without_strict_columns_names_file(tmp_path, inputs):
+    metrics, summaries, rates = inputs
+    frame = pd.read_csv(metrics["m_int"]).drop(columns=["strict_diff_acc"])
+    frame.to_csv(metrics["m_int"], index=False)
+    with pytest.raises(DataError, match="metrics_m_int.csv.*strict_diff_acc"):
+        main_results(metrics, summaries, rates)
 
 
 def test_drift_reduction_empty_when_reference_has_no_drift(tmp_path, inputs):
@@ -197,6 +220,11 @@ def test_markdown_formats_numbers(tmp_path, inputs):
     write_main_results(df, csv_path, md_path, protocol_note="Audit on the validation split (held-out).")
     text = md_path.read_text()
     assert "60.0 [52.0, 68.0]" in text
+    # m_dart's strict row: overall, EQUAL, DIFF and abstain, each with its interval.
+    assert (
+        "| `m_dart` | 128 | 35.0 [30.0, 40.0] | 50.0 [40.0, 60.0] | 0.0 [0.0, 2.0] | 60.0 [50.0, 70.0] |"
+        in text
+    )
     assert "1.8e-15" in text
     assert "70.0%" in text
     assert "held-out" in text
@@ -233,6 +261,17 @@ def test_judge_check_set_warning_in_notes(tmp_path, inputs):
     assert (out / "paper_comparison.md").exists()
 
 
+def test_markdown_leads_with_strict_and_states_both_rules(inputs):
+    metrics, summaries, rates = inputs
+    text = main_results_markdown(main_results(metrics, summaries, rates), protocol_note="note")
+    strict, tolerant = text.index("DART's strict rule"), text.index("our tolerant parse")
+    assert strict < tolerant < text.index("## Harm drift")
+    assert text.index("60.0 [52.0, 68.0]") > tolerant  # m_dart's tolerant accuracy
+    assert text.index("35.0 [30.0, 40.0]") < tolerant  # m_dart's strict accuracy
+    notes = text[text.index("## Notes") :]
+    assert STRICT_RULE_NOTE in notes and TOLERANT_RULE_NOTE in notes
+
+
 def test_markdown_without_audits(inputs):
     metrics, _, _ = inputs
     df = main_results(metrics, {}, {})
@@ -261,6 +300,16 @@ def test_paper_comparison_has_both_sides(inputs):
     # Ours: M0 overall with CI, M_DART accuracy, and the drift reduction 1 - 3/10.
     assert "39.0 [31.0, 47.0]" in text
     assert "60.0 [52.0, 68.0]" in text
+    # The paper's accuracy stands beside our strict value first, the tolerant one after it.
+    assert "| M_DART overall accuracy % | 68.8 | 35.0 [30.0, 40.0] | 60.0 [52.0, 68.0] |" in text
+    assert "| M0 overall accuracy % | 39.0 | 14.0 [9.0, 19.0] | 39.0 [31.0, 47.0] |" in text
+    assert "| M0 unparseable or refused % | 26.8 | 60.0 [50.0, 70.0] | 16.4 |" in text
+    assert (
+        "| Joint toxicity-regularised: accuracy % | ~60.0 | not run (`m_joint`) | not run (`m_joint`) |"
+        in text
+    )
+    footer = text[text.index("### Accuracy") : text.index("### Drift")]
+    assert STRICT_RULE_NOTE in footer and TOLERANT_RULE_NOTE in footer
     assert "70.0% fewer" in text
     assert "40.0 [30.0, 50.0] -> 75.0 [65.0, 85.0]" in text
     assert "## Differences" in text

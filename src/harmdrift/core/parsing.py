@@ -186,6 +186,56 @@ def parse_binary(text: str) -> ParseResult:
     return ParseResult(ABSTAIN, UNPARSEABLE)
 
 
+# --- DART's own rule ----------------------------------------------------------------------
+
+# DART's model/inference.py: the decoded reply is stripped, cut at its first stop sequence
+# (its only one is a triple newline) and searched, case-insensitively, with this pattern.
+DART_STOP = "\n\n\n"
+_DART_CONCLUSION = re.compile(r"Conclusion\s*:\s*(YES|NO)\b", re.IGNORECASE)
+
+# One sentence each on the two readings, for the footers of every accuracy table.
+STRICT_RULE_NOTE = (
+    "Strict (the strict_* columns) is DART's own rule: the reply is stripped and cut at its first "
+    "triple newline, and the first case-insensitive match of `Conclusion\\s*:\\s*(YES|NO)\\b` is the "
+    "answer; a reply without one abstains."
+)
+TOLERANT_RULE_NOTE = (
+    "Tolerant (the unprefixed columns) is our fallback parse: it also reads conclusion lines with "
+    "markdown, another separator or case, and a closing YES/NO sentence; disagreeing conclusion "
+    "lines, refusals and replies with no answer abstain. Under both rules an abstention counts as wrong."
+)
+
+
+def parse_dart_strict(text: str) -> str | None:
+    """Read a reply exactly as DART's code does (``model/inference.py``, ``parse_model_output``).
+
+    The rule: strip the reply and cut it at its first triple newline ("\\n\\n\\n"); text after
+    the cut is never read. Then take the first match of ``Conclusion\\s*:\\s*(YES|NO)\\b``,
+    case-insensitive; if there is none, abstain. What follows from it:
+
+    - any case counts ("conclusion: yes" is YES);
+    - the colon is required ("Conclusion - YES" and "Conclusion YES" abstain);
+    - only whitespace may stand between "Conclusion", the colon and the word, so markdown
+      there fails ("**Conclusion**: YES", "**Conclusion:** YES", "Conclusion: **YES**"), while
+      markdown around the whole line passes ("**Conclusion: YES**");
+    - the first match wins even if a later line says otherwise;
+    - the word must end there ("Conclusion: Yesterday" abstains), and the match is not tied
+      to a line start ("In conclusion: no" is NO).
+
+    Args:
+        text: the complete model reply.
+
+    Returns:
+        "YES" or "NO", or None for an abstention.
+    """
+    reply = text.strip()
+    cut = reply.find(DART_STOP)
+    if cut != -1:
+        reply = reply[:cut]
+    match = _DART_CONCLUSION.search(reply)
+    return match.group(1).upper() if match else None
+
+
 # --- 3-way multiple choice --------------------------------------------------------------
 
 # Explicit answer statements: "Answer: b", "**Answer:** (c)", "The correct answer is b.",

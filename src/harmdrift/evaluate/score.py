@@ -8,8 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from harmdrift.core.io import DataError, read_jsonl
+from harmdrift.core.parsing import STRICT_RULE_NOTE, TOLERANT_RULE_NOTE
 from harmdrift.evaluate.markdown import metrics_markdown
-from harmdrift.evaluate.metrics import binary_metrics, mc_metrics
+from harmdrift.evaluate.mc_metrics import mc_metrics
+from harmdrift.evaluate.metrics import binary_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +23,10 @@ N1_NOTE = (
 
 def load_answers(path: str | Path) -> pd.DataFrame:
     """Read an answer file into a frame, one row per item.
+
+    The records are those :func:`harmdrift.generate.answers.generate_answers` writes: the
+    item's fields, ``raw_output`` (the reply as generated, which DART's strict rule reads) and
+    ``prediction``/``parse_status`` (our tolerant parse of it).
 
     Raises:
         DataError: for an empty file or duplicated ids.
@@ -52,12 +58,14 @@ def _provenance_lines(answers: pd.DataFrame) -> list[str]:
     ]
 
 
-def _write_tables(table: pd.DataFrame, answers: pd.DataFrame, csv_path, md_path, title: str) -> None:
+def _write_tables(
+    table: pd.DataFrame, answers: pd.DataFrame, csv_path, md_path, title: str, rule_notes=()
+) -> None:
     table = _label_reconstructed(table, answers)
     table.insert(0, "model", answers["model"].iloc[0])
     Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(csv_path, index=False)
-    notes = _provenance_lines(answers)
+    notes = [f"- {note}" for note in rule_notes] + _provenance_lines(answers)
     if table["includes_reconstructed"].any():
         notes.append(f"- {N1_NOTE}")
     body = metrics_markdown(table.drop(columns=["model", "includes_reconstructed"]), title)
@@ -74,16 +82,34 @@ def score_binary(
     n_boot: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Write DART's binary-task metrics, with McNemar against the reference model (M0)."""
+    """Write DART's binary-task metrics, with McNemar against the reference model (M0).
+
+    The table leads with accuracy under DART's strict rule and gives our tolerant parse
+    after it; the Markdown footer states both rules.
+    """
     answers = load_answers(answers_path)
     reference = load_answers(reference_path) if reference_path else None
     table = binary_metrics(answers, n_boot=n_boot, seed=seed, reference=reference)
     model = answers["model"].iloc[0]
-    _write_tables(table, answers, csv_path, md_path, f"Binary task (DART framing): {model}")
+    _write_tables(
+        table,
+        answers,
+        csv_path,
+        md_path,
+        f"Binary task (DART framing): {model}",
+        rule_notes=(STRICT_RULE_NOTE, TOLERANT_RULE_NOTE),
+    )
     overall = table[table["benchmark"] == "ALL"].iloc[0]
     logger.info(
-        "%s: overall %.3f [%.3f, %.3f], EQUAL %.3f, DIFF %.3f, abstain %.3f",
+        "%s: strict overall %.3f [%.3f, %.3f], EQUAL %.3f, DIFF %.3f, abstain %.3f; "
+        "tolerant overall %.3f [%.3f, %.3f], EQUAL %.3f, DIFF %.3f, abstain %.3f",
         model,
+        overall["strict_overall_acc"],
+        overall["strict_overall_acc_ci_low"],
+        overall["strict_overall_acc_ci_high"],
+        overall["strict_equal_acc"],
+        overall["strict_diff_acc"],
+        overall["strict_abstain_rate"],
         overall["overall_acc"],
         overall["ci_low"],
         overall["ci_high"],

@@ -24,22 +24,31 @@ from harmdrift.report.readers import read_csv
 # --- figures over all models -------------------------------------------------------------
 
 
-def accuracy_by_model(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None = None) -> None:
-    """Grouped bars of overall, EQUAL and DIFF accuracy per model, with 95% CI error bars."""
-    if main_df.empty:
-        _message_figure("Accuracy by model", "no models", png, pdf)
-        return
-    groups = (
-        # Colour says which model, hatching which item group (so the legend needs no colours).
-        ("overall", "overall_acc", "ci_low", "ci_high", ""),
-        ("EQUAL", "equal_acc", "equal_ci_low", "equal_ci_high", "//"),
-        ("DIFF", "diff_acc", "diff_ci_low", "diff_ci_high", ".."),
-    )
-    models = order_models(main_df["model"])
-    frame = main_df.set_index("model").loc[models]
+# (panel title, ((item group, value, CI low, CI high, hatch), ...)): DART's strict rule first.
+# Colour says which model, hatching which item group, so the legend needs no colours.
+_ACCURACY_PANELS = (
+    (
+        "strict: DART's rule",
+        (
+            ("overall", "strict_overall_acc", "strict_overall_acc_ci_low", "strict_overall_acc_ci_high", ""),
+            ("EQUAL", "strict_equal_acc", "strict_equal_acc_ci_low", "strict_equal_acc_ci_high", "//"),
+            ("DIFF", "strict_diff_acc", "strict_diff_acc_ci_low", "strict_diff_acc_ci_high", ".."),
+        ),
+    ),
+    (
+        "tolerant: our fallback parse",
+        (
+            ("overall", "overall_acc", "ci_low", "ci_high", ""),
+            ("EQUAL", "equal_acc", "equal_ci_low", "equal_ci_high", "//"),
+            ("DIFF", "diff_acc", "diff_ci_low", "diff_ci_high", ".."),
+        ),
+    ),
+)
+
+
+def _accuracy_bars(ax, frame: pd.DataFrame, models: list[str], groups) -> None:
     x = np.arange(len(models))
     width = 0.8 / len(groups)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(models)), 4))
     for i, (label, value, low, high, hatch) in enumerate(groups):
         values = 100 * frame[value].astype(float).to_numpy()
         errors = 100 * np.vstack([frame[value] - frame[low], frame[high] - frame[value]]).astype(float).clip(
@@ -58,14 +67,34 @@ def accuracy_by_model(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None
             label=label,
         )
     ax.set_xticks(x, models)
-    ax.set_ylabel("accuracy (%)")
     ax.set_xlabel("model")
-    ax.set_title("Binary-task accuracy by model (95% bootstrap CI)")
     _percent_axis(ax, 105)
+
+
+def accuracy_by_model(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None = None) -> None:
+    """Grouped bars of overall, EQUAL and DIFF accuracy per model, with 95% CI error bars.
+
+    The left panel reads the replies with DART's strict rule (the headline), the right one
+    with our tolerant parse.
+    """
+    if main_df.empty:
+        _message_figure("Accuracy by model", "no models", png, pdf)
+        return
+    models = order_models(main_df["model"])
+    frame = main_df.set_index("model").loc[models]
+    fig, axes = plt.subplots(
+        1, len(_ACCURACY_PANELS), figsize=(max(10, 3 * len(models)), 4), sharey=True, squeeze=False
+    )
+    for ax, (title, groups) in zip(axes[0], _ACCURACY_PANELS, strict=True):
+        _accuracy_bars(ax, frame, models, groups)
+        ax.set_title(title)
+    axes[0, 0].set_ylabel("accuracy (%)")
+    fig.suptitle("Binary-task accuracy by model (95% bootstrap CI)")
+    groups = _ACCURACY_PANELS[0][1]
     handles = [
         Patch(facecolor="white", edgecolor="black", hatch=hatch, label=label) for label, *_, hatch in groups
     ]
-    ax.legend(handles=handles, title="items", loc="upper left", fontsize=8)
+    axes[0, 0].legend(handles=handles, title="items", loc="upper left", fontsize=8)
     _save(fig, png, pdf)
 
 

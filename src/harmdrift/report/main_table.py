@@ -1,4 +1,5 @@
-"""The main results table: one row per model, accuracy, drift and open-domain rates."""
+"""The main results table: one row per model, accuracy (DART's strict rule first, our tolerant
+parse second), drift and open-domain rates."""
 
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ def main_results(
     """One row per model with accuracy, intervals, drift counts and open-domain rates.
 
     Conventions:
+        - the accuracy columns lead with ``strict_*`` (DART's own parse rule, comparable with
+          the paper), then the unprefixed ones (our tolerant parse); both come from the ALL row.
         - ``mcnemar_p`` is the exact McNemar test against the base model; it is left empty for
           the base model itself, where it would compare the model with itself.
         - ``drift_*`` are empty for models without an audit (the base model).

@@ -6,6 +6,7 @@ import os
 
 import pandas as pd
 
+from harmdrift.core.parsing import STRICT_RULE_NOTE, TOLERANT_RULE_NOTE
 from harmdrift.core.stats import format_p, format_pct, is_missing
 from harmdrift.core.vocab import SEVERITIES, order_models
 from harmdrift.report.readers import read_summary
@@ -19,31 +20,66 @@ def _format_reduction(value) -> str:
     return "n/a" if is_missing(value) else f"{100 * float(value):.1f}%"
 
 
+def _pct(record: dict, value: str, low: str | None = None, high: str | None = None) -> str:
+    return format_pct(record[value], record[low] if low else None, record[high] if high else None)
+
+
+def _strict_cells(r: dict) -> list[str]:
+    return [
+        _pct(r, "strict_overall_acc", "strict_overall_acc_ci_low", "strict_overall_acc_ci_high"),
+        _pct(r, "strict_equal_acc", "strict_equal_acc_ci_low", "strict_equal_acc_ci_high"),
+        _pct(r, "strict_diff_acc", "strict_diff_acc_ci_low", "strict_diff_acc_ci_high"),
+        _pct(r, "strict_abstain_rate", "strict_abstain_rate_ci_low", "strict_abstain_rate_ci_high"),
+    ]
+
+
+def _tolerant_cells(r: dict) -> list[str]:
+    return [
+        _pct(r, "overall_acc", "ci_low", "ci_high"),
+        _pct(r, "equal_acc", "equal_ci_low", "equal_ci_high"),
+        _pct(r, "diff_acc", "diff_ci_low", "diff_ci_high"),
+        _pct(r, "abstain_rate"),
+        f"{_pct(r, 'yes_rate')} ({_pct(r, 'gold_yes_rate')})",
+        format_p(r["mcnemar_p"]),
+    ]
+
+
+def _accuracy_tables(df: pd.DataFrame) -> list[str]:
+    """The strict table (the headline, comparable with DART's numbers), then the tolerant one."""
+    records = df.to_dict("records")
+    lines = [
+        "## Main results (binary task): DART's strict rule",
+        "",
+        "| model | n | overall % [95% CI] | EQUAL % [95% CI] | DIFF % [95% CI] | abstain % [95% CI] |",
+        "|" + "---|" * 6,
+    ]
+    for r in records:
+        lines.append("| " + " | ".join([f"`{r['model']}`", _format_count(r["n"]), *_strict_cells(r)]) + " |")
+    lines += [
+        "",
+        "## Second reading (binary task): our tolerant parse",
+        "",
+        "| model | overall % [95% CI] | EQUAL % [95% CI] | DIFF % [95% CI] | abstain % "
+        "| YES % (gold) | McNemar p vs M0 |",
+        "|" + "---|" * 7,
+    ]
+    for r in records:
+        lines.append("| " + " | ".join([f"`{r['model']}`", *_tolerant_cells(r)]) + " |")
+    return lines
+
+
 def main_results_markdown(df: pd.DataFrame, *, protocol_note: str, notes=()) -> str:
-    """Render :func:`main_results` as two readable Markdown tables and a notes section.
+    """Render :func:`main_results` as readable Markdown tables and a notes section.
+
+    Accuracy under DART's strict rule comes first, our tolerant parse second, then drift and
+    open-domain behaviour; the notes state both parse rules.
 
     Args:
         df: the frame from :func:`main_results`.
         protocol_note: one sentence on which split was audited and how (held-out/transductive).
         notes: further bullet lines, e.g. from :func:`audit_notes`.
     """
-    header = (
-        "| model | n | overall % [95% CI] | EQUAL % [95% CI] | DIFF % [95% CI] | abstain % "
-        "| YES % (gold) | McNemar p vs M0 |"
-    )
-    lines = ["## Main results (binary task)", "", header, "|" + "---|" * 8]
-    for r in df.to_dict("records"):
-        cells = [
-            f"`{r['model']}`",
-            _format_count(r["n"]),
-            format_pct(r["overall_acc"], r["ci_low"], r["ci_high"]),
-            format_pct(r["equal_acc"], r["equal_ci_low"], r["equal_ci_high"]),
-            format_pct(r["diff_acc"], r["diff_ci_low"], r["diff_ci_high"]),
-            format_pct(r["abstain_rate"]),
-            f"{format_pct(r['yes_rate'])} ({format_pct(r['gold_yes_rate'])})",
-            format_p(r["mcnemar_p"]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = _accuracy_tables(df)
     lines += ["", "## Harm drift vs M0 and open-domain behaviour", ""]
     severities = " | ".join(SEVERITIES)
     lines.append(
@@ -61,12 +97,13 @@ def main_results_markdown(df: pd.DataFrame, *, protocol_note: str, notes=()) -> 
             format_pct(r["od_refusal"], r["od_refusal_ci_low"], r["od_refusal_ci_high"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Notes", "", f"- {protocol_note}"]
+    lines += ["", "## Notes", "", f"- {STRICT_RULE_NOTE}", f"- {TOLERANT_RULE_NOTE}", f"- {protocol_note}"]
     lines += [f"- {note}" for note in notes]
     lines += [f"- `{r['model']}`: {r['description']}" for r in df.to_dict("records")]
     lines.append(
-        "- Accuracy counts an abstention (no parseable conclusion) as wrong; intervals are 95% "
-        "scenario-level bootstrap intervals. McNemar p is the exact test against M0 on the same items. "
+        "- Accuracy counts an abstention (no answer under that rule) as wrong; intervals are 95% "
+        "scenario-level bootstrap intervals, the strict and tolerant ones from the same resamples. "
+        "YES rate and McNemar p (the exact test against M0 on the same items) use the tolerant reading. "
         "Drift reduction is 1 - drift(model) / drift(M_int), so M_int itself reads 0.0%."
     )
     return "\n".join(lines) + "\n"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harmdrift.core.stats import format_pct
+from harmdrift.core.parsing import STRICT_RULE_NOTE, TOLERANT_RULE_NOTE
+from harmdrift.core.stats import format_pct, is_missing
 from harmdrift.report.markdown import _format_reduction
 
 logger = logging.getLogger(__name__)
@@ -61,52 +62,70 @@ def _value(main_df: pd.DataFrame, model: str, column: str):
     return None if rows.empty else rows.iloc[0][column]
 
 
+# Interval columns whose names predate the ``<column>_ci_low`` pattern the newer columns follow.
+_LEGACY_CI = {
+    "overall_acc": ("ci_low", "ci_high"),
+    "equal_acc": ("equal_ci_low", "equal_ci_high"),
+    "diff_acc": ("diff_ci_low", "diff_ci_high"),
+}
+
+# Accuracy rows: (label, the paper's key, model, column stem). Our strict value is
+# ``strict_<stem>``, the tolerant one ``<stem>``.
+_ACCURACY_ROWS = (
+    ("M0 overall accuracy %", "m0_overall", "m0", "overall_acc"),
+    ("M0 EQUAL accuracy %", "m0_equal", "m0", "equal_acc"),
+    ("M0 DIFF accuracy %", "m0_diff", "m0", "diff_acc"),
+    ("M0 unparseable or refused %", "m0_unparseable", "m0", "abstain_rate"),
+    ("M_int overall accuracy %", "m_int_overall", "m_int", "overall_acc"),
+    ("M_DART overall accuracy %", "m_dart_overall", "m_dart", "overall_acc"),
+    ("M_DART EQUAL accuracy %", "m_dart_equal", "m_dart", "equal_acc"),
+    ("Predicted-label teacher: accuracy %", "predlabel_overall", "m_int_predlabel", "overall_acc"),
+    ("Joint toxicity-regularised: accuracy %", "joint_overall", "m_joint", "overall_acc"),
+)
+# Paper values the paper gives only roughly.
+_APPROXIMATE = {"joint_overall"}
+
+
 def _ours(main_df: pd.DataFrame, model: str, column: str) -> str:
     value = _value(main_df, model, column)
     if value is None:
         return f"not run (`{model}`)"
-    low, high = {
-        "overall_acc": ("ci_low", "ci_high"),
-        "equal_acc": ("equal_ci_low", "equal_ci_high"),
-        "diff_acc": ("diff_ci_low", "diff_ci_high"),
-        "od_appropriate": ("od_appropriate_ci_low", "od_appropriate_ci_high"),
-        "od_refusal": ("od_refusal_ci_low", "od_refusal_ci_high"),
-    }.get(column, (None, None))
-    if low is None:
+    low, high = _LEGACY_CI.get(column, (f"{column}_ci_low", f"{column}_ci_high"))
+    if low not in main_df.columns or high not in main_df.columns:
         return format_pct(value)
     return format_pct(value, _value(main_df, model, low), _value(main_df, model, high))
 
 
-def _comparison_rows(main_df: pd.DataFrame) -> list[tuple[str, str, str]]:
+def _accuracy_rows(main_df: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    """(label, paper, ours under DART's strict rule, ours under the tolerant parse) per row."""
+    rows = []
+    for label, key, model, stem in _ACCURACY_ROWS:
+        paper = ("~" if key in _APPROXIMATE else "") + format_pct(PAPER[key])
+        rows.append((label, paper, _ours(main_df, model, f"strict_{stem}"), _ours(main_df, model, stem)))
+    return rows
+
+
+def _reduction_text(reduction) -> str:
+    if reduction is None:
+        return "not run (`m_dart`)"
+    if is_missing(reduction):
+        return "n/a (no audit, or no drift cases in M_int)"
+    return f"{_format_reduction(reduction)} fewer"
+
+
+def _other_rows(main_df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """Rows that do not depend on the parse rule (or exist only under the tolerant one)."""
     p = {key: format_pct(value) for key, value in PAPER.items() if isinstance(value, float)}
-    reduction = _value(main_df, "m_dart", "drift_reduction")
     return [
-        ("M0 overall accuracy %", p["m0_overall"], _ours(main_df, "m0", "overall_acc")),
-        ("M0 EQUAL accuracy %", p["m0_equal"], _ours(main_df, "m0", "equal_acc")),
-        ("M0 DIFF accuracy %", p["m0_diff"], _ours(main_df, "m0", "diff_acc")),
         (
-            "M0 YES rate % (gold YES rate)",
+            "M0 YES rate % (gold YES rate); ours: tolerant parse",
             f"{p['m0_yes_rate']} ({p['gold_yes_rate']})",
             f"{_ours(main_df, 'm0', 'yes_rate')} ({_ours(main_df, 'm0', 'gold_yes_rate')})",
         ),
-        ("M0 unparseable or refused %", p["m0_unparseable"], _ours(main_df, "m0", "abstain_rate")),
-        ("M_int overall accuracy %", p["m_int_overall"], _ours(main_df, "m_int", "overall_acc")),
-        ("M_DART overall accuracy %", p["m_dart_overall"], _ours(main_df, "m_dart", "overall_acc")),
-        ("M_DART EQUAL accuracy %", p["m_dart_equal"], _ours(main_df, "m_dart", "equal_acc")),
         (
             "Drift cases, M_DART vs M_int (reduction)",
             f"{p['drift_reduction']}% fewer",
-            "not run (`m_dart`)" if reduction is None else f"{_format_reduction(reduction)} fewer",
-        ),
-        (
-            "Predicted-label teacher: accuracy %",
-            p["predlabel_overall"],
-            _ours(main_df, "m_int_predlabel", "overall_acc"),
-        ),
-        (
-            "Joint toxicity-regularised: accuracy %",
-            f"~{p['joint_overall']}",
-            _ours(main_df, "m_joint", "overall_acc"),
+            _reduction_text(_value(main_df, "m_dart", "drift_reduction")),
         ),
         (
             "Open-domain appropriately differentiated %, M0 -> M_DART",
@@ -145,18 +164,33 @@ def paper_comparison(main_df: pd.DataFrame, *, student: str, protocol: dict) -> 
             ``judge``, ``scorer``, ``teacher``; any other key is listed as well.
 
     Returns:
-        A Markdown document: a comparison table and a "Differences" list.
+        A Markdown document: the accuracy table (paper, ours under DART's strict rule, ours
+        under the tolerant parse) with both rules stated under it, a table of drift and
+        open-domain rates, and a "Differences" list.
     """
     lines = [
         "## Paper vs this run",
         "",
         f"Paper: DART (arXiv 2604.16845), student {PAPER['student']}. Ours: student `{student}`. "
-        "Percentages; our values carry 95% bootstrap intervals where the table has them.",
+        "Percentages; our values carry 95% bootstrap intervals where the table has them. "
+        "The paper's accuracy is compared with ours under DART's own parse rule (strict); our "
+        "tolerant parse follows as a second reading.",
+        "",
+        "### Accuracy (binary task)",
+        "",
+        f"| metric | paper ({PAPER['student']}) | ours (`{student}`), strict: DART's rule "
+        f"| ours (`{student}`), tolerant parse |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {row[0]} | {row[1]} | {row[2]} | {row[3]} |" for row in _accuracy_rows(main_df)]
+    lines += ["", f"- {STRICT_RULE_NOTE}", f"- {TOLERANT_RULE_NOTE}", ""]
+    lines += [
+        "### Drift and open-domain behaviour",
         "",
         f"| metric | paper ({PAPER['student']}) | ours (`{student}`) |",
         "|---|---|---|",
     ]
-    lines += [f"| {metric} | {paper} | {ours} |" for metric, paper, ours in _comparison_rows(main_df)]
+    lines += [f"| {metric} | {paper} | {ours} |" for metric, paper, ours in _other_rows(main_df)]
     lines += [
         "",
         "The paper also reports audit precision/recall of 0.720/0.810 with the gold-label teacher and "

@@ -9,11 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from harmdrift.core.io import DataError
-from harmdrift.core.vocab import ACCURACY_COLUMNS, ALL
+from harmdrift.core.vocab import ACCURACY_COLUMNS, ALL, STRICT_ACCURACY_COLUMNS
 
-# Columns read from the ALL row of each metrics table, in the order they appear in the output.
+# Columns read from the ALL row of each metrics table, in the order they appear in the output:
+# DART's strict reading first, our tolerant one after it.
 METRIC_COLUMNS = (
     "n",
+    *STRICT_ACCURACY_COLUMNS,
     *ACCURACY_COLUMNS,
     "abstain_rate",
     "yes_rate",
