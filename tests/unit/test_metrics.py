@@ -11,7 +11,7 @@ import pytest
 
 from harmdrift.core.io import write_jsonl
 from harmdrift.core.parsing import STRICT_RULE_NOTE, TOLERANT_RULE_NOTE
-from harmdrift.core.vocab import ACCURACY_COLUMNS, STRICT_ACCURACY_COLUMNS
+from harmdrift.core.vocab import ACCURACY_COLUMNS, FORCED_ACCURACY_COLUMNS, STRICT_ACCURACY_COLUMNS
 from harmdrift.evaluate.markdown import metrics_markdown
 from harmdrift.evaluate.mc_metrics import MC_COLUMNS, mc_metrics
 from harmdrift.evaluate.metrics import BINARY_COLUMNS, BINARY_REQUIRED, binary_metrics
@@ -104,7 +104,9 @@ def test_binary_table_shape_and_order() -> None:
     # DART's strict reading leads; the tolerant columns keep their names and follow it.
     strict_end = 2 + len(STRICT_ACCURACY_COLUMNS)
     assert list(table.columns[2:strict_end]) == list(STRICT_ACCURACY_COLUMNS)
-    assert list(table.columns[strict_end : strict_end + len(ACCURACY_COLUMNS)]) == list(ACCURACY_COLUMNS)
+    forced_end = strict_end + len(FORCED_ACCURACY_COLUMNS)
+    assert list(table.columns[strict_end:forced_end]) == list(FORCED_ACCURACY_COLUMNS)
+    assert list(table.columns[forced_end : forced_end + len(ACCURACY_COLUMNS)]) == list(ACCURACY_COLUMNS)
     assert list(table["benchmark"]) == ["A", "B", "ALL"]
     assert list(table["n"]) == [4, 2, 6]
 
@@ -467,3 +469,13 @@ def test_score_binary_writes_strict_columns_and_states_both_rules(tmp_path) -> N
     assert row(written, "ALL")["strict_overall_acc"] == pytest.approx(2 / 6)
     footer = md_path.read_text().split("| ALL |")[1]
     assert STRICT_RULE_NOTE in footer and TOLERANT_RULE_NOTE in footer
+
+
+def test_forced_accuracy_reads_the_forced_prediction_and_shares_the_resamples() -> None:
+    forced = SMALL.assign(forced_prediction=SMALL["gold_label"])  # a forced choice always right
+    table = binary_metrics(forced, n_boot=50)
+    total = row(table, "ALL")
+    assert (total["forced_acc"], total["forced_equal_acc"], total["forced_diff_acc"]) == (1.0, 1.0, 1.0)
+    assert (total["forced_acc_ci_low"], total["forced_acc_ci_high"]) == (1.0, 1.0)
+    # Answer files written before the forced choice existed count it as never right.
+    assert row(binary_metrics(SMALL, n_boot=50), "ALL")["forced_acc"] == 0.0

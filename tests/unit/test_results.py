@@ -11,7 +11,13 @@ import pytest
 from harmdrift.core.io import DataError
 from harmdrift.core.parsing import STRICT_RULE_NOTE, TOLERANT_RULE_NOTE
 from harmdrift.core.stats import drift_reduction, format_p, format_pct
-from harmdrift.core.vocab import ACCURACY_COLUMNS, STRICT_ACCURACY_COLUMNS, describe_model, order_models
+from harmdrift.core.vocab import (
+    ACCURACY_COLUMNS,
+    FORCED_ACCURACY_COLUMNS,
+    STRICT_ACCURACY_COLUMNS,
+    describe_model,
+    order_models,
+)
 from harmdrift.report.main_table import (
     MAIN_COLUMNS,
     build_results_tables,
@@ -25,6 +31,8 @@ from harmdrift.report.paper import paper_comparison
 METRICS_HEADER = (
     "model,benchmark,n,"
     + ",".join(STRICT_ACCURACY_COLUMNS)
+    + ","
+    + ",".join(FORCED_ACCURACY_COLUMNS)
     + ",overall_acc,ci_low,ci_high,equal_acc,equal_ci_low,equal_ci_high,diff_acc,"
     "diff_ci_low,diff_ci_high,yes_rate,gold_yes_rate,abstain_rate,refusal_rate,fallback_rate,"
     "yes_precision,macro_f1,n_discordant,mcnemar_p,includes_reconstructed"
@@ -36,7 +44,8 @@ def metrics_row(model: str, bench: str, acc: float, n: int = 128, p: float = 1.7
     strict = acc - 0.25
     return (
         f"{model},{bench},{n},{strict},{strict - 0.05},{strict + 0.05},0.5,0.4,0.6,0.0,0.0,0.02,"
-        f"0.6,0.5,0.7,{acc},{acc - 0.08},{acc + 0.08},0.84375,0.75,0.92,0.015625,0.0,0.05,"
+        f"0.6,0.5,0.7,0.5,0.4,0.6,0.5,0.3,0.7,0.5,0.3,0.7,"
+        f"{acc},{acc - 0.08},{acc + 0.08},0.84375,0.75,0.92,0.015625,0.0,0.05,"
         f"0.3,0.5,0.164,0.0,0.8,1.0,0.33,50,{p},False"
     )
 
@@ -171,7 +180,9 @@ def test_main_results_lead_with_the_strict_columns():
     strict_end = 3 + len(STRICT_ACCURACY_COLUMNS)
     assert MAIN_COLUMNS[:3] == ("model", "description", "n")
     assert MAIN_COLUMNS[3:strict_end] == STRICT_ACCURACY_COLUMNS
-    assert MAIN_COLUMNS[strict_end : strict_end + len(ACCURACY_COLUMNS)] == ACCURACY_COLUMNS
+    forced_end = strict_end + len(FORCED_ACCURACY_COLUMNS)
+    assert MAIN_COLUMNS[strict_end:forced_end] == FORCED_ACCURACY_COLUMNS
+    assert MAIN_COLUMNS[forced_end : forced_end + len(ACCURACY_COLUMNS)] == ACCURACY_COLUMNS
 
 
 def test_metrics_table_without_strict_columns_names_file(tmp_path, inputs):

@@ -38,6 +38,21 @@ STRICT_ACCURACY_COLUMNS = (
     "strict_abstain_rate_ci_high",
 )
 
+# A decision that does not depend on format (an addition to DART's protocol): after the reply,
+# "Conclusion:" is appended and the model's log-likelihoods of YES and NO are compared
+# (lm.forced). It separates "cannot decide" from "cannot follow the format".
+FORCED_ACCURACY_COLUMNS = (
+    "forced_acc",
+    "forced_acc_ci_low",
+    "forced_acc_ci_high",
+    "forced_equal_acc",
+    "forced_equal_acc_ci_low",
+    "forced_equal_acc_ci_high",
+    "forced_diff_acc",
+    "forced_diff_acc_ci_low",
+    "forced_diff_acc_ci_high",
+)
+
 # The second reading, our tolerant parse (core.parsing.parse_binary): accuracy and its 95% CI,
 # overall and on each condition. These column names predate the strict ones and are kept.
 ACCURACY_COLUMNS = (

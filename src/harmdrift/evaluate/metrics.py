@@ -19,7 +19,7 @@ from harmdrift.core.parsing import (
     parse_dart_strict,
 )
 from harmdrift.core.stats import bootstrap_totals, check_n_boot, percentile_ci, ratio
-from harmdrift.core.vocab import ACCURACY_COLUMNS, ALL, STRICT_ACCURACY_COLUMNS
+from harmdrift.core.vocab import ACCURACY_COLUMNS, ALL, FORCED_ACCURACY_COLUMNS, STRICT_ACCURACY_COLUMNS
 from harmdrift.evaluate.validation import (
     DIFF,
     EQUAL,
@@ -49,6 +49,7 @@ BINARY_COLUMNS = (
     "benchmark",
     "n",
     *STRICT_ACCURACY_COLUMNS,
+    *FORCED_ACCURACY_COLUMNS,
     *ACCURACY_COLUMNS,
     "yes_rate",
     "gold_yes_rate",
@@ -78,6 +79,9 @@ _BINARY_STATS = (
     "strict_equal_correct",
     "strict_diff_correct",
     "strict_abstain",
+    "forced_correct",
+    "forced_equal_correct",
+    "forced_diff_correct",
 )
 # Each binary share that carries an interval: value column -> (prefix of its ci_low/ci_high
 # columns, numerator, denominator). A later reading (forced_acc) adds its entries here.
@@ -86,6 +90,9 @@ _BINARY_INTERVALS = {
     "strict_equal_acc": ("strict_equal_acc_", "strict_equal_correct", "equal"),
     "strict_diff_acc": ("strict_diff_acc_", "strict_diff_correct", "diff"),
     "strict_abstain_rate": ("strict_abstain_rate_", "strict_abstain", "all"),
+    "forced_acc": ("forced_acc_", "forced_correct", "all"),
+    "forced_equal_acc": ("forced_equal_acc_", "forced_equal_correct", "equal"),
+    "forced_diff_acc": ("forced_diff_acc_", "forced_diff_correct", "diff"),
     "overall_acc": ("", "correct", "all"),
     "equal_acc": ("equal_", "equal_correct", "equal"),
     "diff_acc": ("diff_", "diff_correct", "diff"),
@@ -185,7 +192,13 @@ def _binary_items(df: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFr
     gold = df["gold_label"].astype(str).to_numpy(dtype=object)
     status = df["parse_status"].astype(str)
     equal, diff = (df["condition"] == EQUAL).to_numpy(), (df["condition"] == DIFF).to_numpy()
-    correct, strict_correct = pred == gold, strict == gold
+    # Answers written before the forced choice existed have no forced_prediction: not correct.
+    forced = (
+        _binary_predictions(df["forced_prediction"])
+        if "forced_prediction" in df
+        else np.full(len(df), ABSTAIN)
+    )
+    correct, strict_correct, forced_correct = pred == gold, strict == gold, forced == gold
     items = pd.DataFrame(
         {
             "benchmark": df["benchmark"].astype(str).to_numpy(),
@@ -202,6 +215,9 @@ def _binary_items(df: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFr
             "strict_equal_correct": strict_correct & equal,
             "strict_diff_correct": strict_correct & diff,
             "strict_abstain": strict == ABSTAIN,
+            "forced_correct": forced_correct,
+            "forced_equal_correct": forced_correct & equal,
+            "forced_diff_correct": forced_correct & diff,
             "refusal": (status == REFUSAL).to_numpy(),
             "fallback": status.isin(BINARY_FALLBACK_STATUSES).to_numpy(),
         }

@@ -24,12 +24,21 @@ def _pct(record: dict, value: str, low: str | None = None, high: str | None = No
     return format_pct(record[value], record[low] if low else None, record[high] if high else None)
 
 
+# The forced choice is this pipeline's addition to DART's protocol; the tables say so.
+FORCED_NOTE = (
+    "Forced (not in DART's protocol): after each reply, 'Conclusion:' is appended and the model's "
+    "log-likelihoods of YES and NO are compared, so a decision is read even from a reply that "
+    "never writes the conclusion line; it separates 'cannot decide' from 'cannot follow the format'."
+)
+
+
 def _strict_cells(r: dict) -> list[str]:
     return [
         _pct(r, "strict_overall_acc", "strict_overall_acc_ci_low", "strict_overall_acc_ci_high"),
         _pct(r, "strict_equal_acc", "strict_equal_acc_ci_low", "strict_equal_acc_ci_high"),
         _pct(r, "strict_diff_acc", "strict_diff_acc_ci_low", "strict_diff_acc_ci_high"),
         _pct(r, "strict_abstain_rate", "strict_abstain_rate_ci_low", "strict_abstain_rate_ci_high"),
+        _pct(r, "forced_acc", "forced_acc_ci_low", "forced_acc_ci_high"),
     ]
 
 
@@ -50,8 +59,9 @@ def _accuracy_tables(df: pd.DataFrame) -> list[str]:
     lines = [
         "## Main results (binary task): DART's strict rule",
         "",
-        "| model | n | overall % [95% CI] | EQUAL % [95% CI] | DIFF % [95% CI] | abstain % [95% CI] |",
-        "|" + "---|" * 6,
+        "| model | n | overall % [95% CI] | EQUAL % [95% CI] | DIFF % [95% CI] | abstain % [95% CI] "
+        "| forced % [95% CI] |",
+        "|" + "---|" * 7,
     ]
     for r in records:
         lines.append("| " + " | ".join([f"`{r['model']}`", _format_count(r["n"]), *_strict_cells(r)]) + " |")
@@ -97,7 +107,8 @@ def main_results_markdown(df: pd.DataFrame, *, protocol_note: str, notes=()) -> 
             format_pct(r["od_refusal"], r["od_refusal_ci_low"], r["od_refusal_ci_high"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Notes", "", f"- {STRICT_RULE_NOTE}", f"- {TOLERANT_RULE_NOTE}", f"- {protocol_note}"]
+    lines += ["", "## Notes", "", f"- {STRICT_RULE_NOTE}", f"- {TOLERANT_RULE_NOTE}", f"- {FORCED_NOTE}"]
+    lines += [f"- {protocol_note}"]
     lines += [f"- {note}" for note in notes]
     lines += [f"- `{r['model']}`: {r['description']}" for r in df.to_dict("records")]
     lines.append(

@@ -9,13 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from harmdrift.core.io import DataError
-from harmdrift.core.vocab import ACCURACY_COLUMNS, ALL, STRICT_ACCURACY_COLUMNS
+from harmdrift.core.vocab import ACCURACY_COLUMNS, ALL, FORCED_ACCURACY_COLUMNS, STRICT_ACCURACY_COLUMNS
 
 # Columns read from the ALL row of each metrics table, in the order they appear in the output:
 # DART's strict reading first, our tolerant one after it.
 METRIC_COLUMNS = (
     "n",
     *STRICT_ACCURACY_COLUMNS,
+    *FORCED_ACCURACY_COLUMNS,
     *ACCURACY_COLUMNS,
     "abstain_rate",
     "yes_rate",
