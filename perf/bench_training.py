@@ -8,7 +8,9 @@ under test is :func:`harmdrift.training.train_adapter`: dynamic left padding, le
 batches, logits only where replies are, and auto dtype (bf16 where the CPU runs it faster).
 
 Throughput counts real (non-pad) tokens per second of training; model loading is left out.
-Prints a JSON report and a one-line ratio; nothing is asserted (machines are noisy).
+Each run has a fresh process of its own, so its peak RSS (model, activations, logits, optimiser
+and allocator, loading included) is its own. Prints a JSON report and a one-line ratio; nothing
+is asserted (machines are noisy). ``--dtype float32`` measures what a CPU without fast bf16 runs.
 
     python perf/bench_training.py --model results/models/smollm2-135m-instruct --n 64 --steps 4
 """
@@ -18,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import random
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -148,6 +152,24 @@ def run_harmdrift(model_path: str, examples_path: str, cfg: TrainConfig, workdir
     }
 
 
+ARMS = {"baseline": run_baseline, "harmdrift": run_harmdrift}
+
+
+def _run_arm(name: str, model_path: str, examples_path: str, cfg: TrainConfig, workdir: str, threads: int):
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    result = ARMS[name](model_path, examples_path, cfg, Path(workdir))
+    # ru_maxrss is in kilobytes on Linux.
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return result
+
+
+def run_isolated(name: str, *args) -> dict:
+    """One arm in a fresh spawned process, so neither run's memory counts in the other's peak."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_run_arm, (name, *args))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="results/models/smollm2-135m-instruct")
@@ -159,6 +181,8 @@ def main() -> None:
     parser.add_argument("--grad-accum", type=int, default=2)
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="ours")
+    parser.add_argument("--max-length", type=int, default=768, help="as config/config.yaml's training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the report to this file")
     args = parser.parse_args()
@@ -171,15 +195,18 @@ def main() -> None:
         batch_size=args.batch_size,
         grad_accum=args.grad_accum,
         max_steps=args.steps,
+        max_length=args.max_length,
         logging_steps=1,
         seed=args.seed,
+        dtype=args.dtype,
     )
     with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
         workdir = Path(tmp)
         examples_path = workdir / "examples.jsonl"
         write_jsonl(examples_path, build_examples(args.data_dir, args.benchmarks, args.n, args.seed))
-        baseline = run_baseline(args.model, str(examples_path), cfg, workdir)
-        ours = run_harmdrift(args.model, str(examples_path), cfg, workdir)
+        arm_args = (args.model, str(examples_path), cfg, str(workdir), args.threads)
+        baseline = run_isolated("baseline", *arm_args)
+        ours = run_isolated("harmdrift", *arm_args)
     report = {
         "model": args.model,
         "examples": args.n,
@@ -199,7 +226,8 @@ def main() -> None:
     print(text)
     print(
         f"training throughput: harmdrift {ours['tokens_per_s']:.0f} vs baseline "
-        f"{baseline['tokens_per_s']:.0f} real tokens/s -> {report['speedup']:.2f}x"
+        f"{baseline['tokens_per_s']:.0f} real tokens/s -> {report['speedup']:.2f}x; peak RSS "
+        f"harmdrift {ours['peak_rss_mb']} MB vs baseline {baseline['peak_rss_mb']} MB"
     )
 
 

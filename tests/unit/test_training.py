@@ -16,7 +16,7 @@ from harmdrift.train.examples import (
     encode_examples,
     load_examples,
 )
-from harmdrift.train.loss import batch_losses
+from harmdrift.train.loss import batch_losses, per_example_nll, weighted_loss
 from harmdrift.train.model import attach_adapter, load_base_model, tune_for_speed
 from harmdrift.train.run import build_trainer, plot_loss, train_adapter
 
@@ -246,6 +246,81 @@ def test_speed_tweaks_leave_the_loss_alone(tiny_model, tokenizer):
         tune_for_speed(model, cfg, torch.bfloat16)
         after = batch_losses(model, batch)
     assert torch.equal(before, after)
+
+
+MIXED = ["a fact", "groups are treated differently because law so the question", "the law is so"]
+
+
+def full_logits_losses(model, batch):
+    """The reference: logits over every column, then the per-example reply NLL."""
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    return per_example_nll(model(**inputs).logits, batch["labels"])
+
+
+@pytest.mark.parametrize("chunk_tokens", [None, 1, 4, 7])
+def test_label_only_logits_give_the_full_logits_loss(peft_model, tokenizer, chunk_tokens):
+    batch = encode(tokenizer, MIXED, [1.0, 2.5, 0.5])  # three lengths, so two rows are padded
+    with torch.no_grad():
+        expected = full_logits_losses(peft_model, batch)
+        losses = batch_losses(peft_model, batch, chunk_tokens=chunk_tokens)
+    torch.testing.assert_close(losses, expected, rtol=1e-5, atol=1e-5)
+    weights = batch["weights"]
+    total, reference = weighted_loss(losses, weights), weighted_loss(expected, weights)
+    torch.testing.assert_close(total, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_chunked_loss_gives_the_full_logits_gradients(tiny_model, tokenizer):
+    cfg = TrainConfig(**{**FAST, "lora_dropout": 0.0})
+    model = attach_adapter(load_base_model(tiny_model, cfg, torch.float32, "cpu"), cfg).train()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1)
+    batch = encode(tokenizer, MIXED, [1.0, 2.5, 0.5])
+
+    def grads(losses) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        weighted_loss(losses, batch["weights"]).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    expected = grads(full_logits_losses(model, batch))
+    chunked = grads(batch_losses(model, batch, chunk_tokens=3))  # several checkpointed chunks
+    assert chunked.keys() == expected.keys() and expected
+    for name, grad in expected.items():
+        torch.testing.assert_close(chunked[name], grad, rtol=1e-5, atol=1e-6)
+
+
+def test_the_output_layer_sees_only_label_positions_a_chunk_at_a_time(peft_model, tokenizer):
+    batch = encode(tokenizer, MIXED, [1.0, 1.0, 1.0])
+    seen = []
+    head = peft_model.get_output_embeddings()
+    handle = head.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
+    try:
+        with torch.no_grad():
+            batch_losses(peft_model, batch, chunk_tokens=4)
+    finally:
+        handle.remove()
+    labels = int(batch["labels"].ne(IGNORE_INDEX).sum())
+    assert sum(rows for rows, _ in seen) == labels < batch["labels"].numel()
+    assert all(rows <= 4 for rows, _ in seen)
+
+
+def test_models_with_scaled_logits_use_their_own_forward(peft_model, tokenizer, monkeypatch):
+    # Granite scales its logits after the output layer; the head alone would not reproduce them.
+    batch = encode(tokenizer, MIXED, [1.0, 1.0, 1.0])
+    with torch.no_grad():
+        expected = batch_losses(peft_model, batch)
+        monkeypatch.setattr(peft_model.get_base_model().config, "logits_scaling", 1.0, raising=False)
+        seen = []
+        handle = peft_model.get_output_embeddings().register_forward_hook(
+            lambda module, args, out: seen.append(tuple(out.shape))
+        )
+        try:
+            fallback = batch_losses(peft_model, batch)
+        finally:
+            handle.remove()
+    assert len(seen) == 1 and seen[0][0] == len(MIXED)  # the full forward, all rows at once
+    torch.testing.assert_close(fallback, expected, rtol=1e-5, atol=1e-5)
 
 
 # --- training ----------------------------------------------------------------------------------

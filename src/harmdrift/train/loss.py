@@ -55,32 +55,105 @@ def _accepts_logits_to_keep(model_class: type) -> bool:
     return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
-def batch_losses(model, batch: dict):
+# Config keys of model families whose forward changes the logits after the output layer
+# (Gemma 2/3 soft-capping, Cohere and Granite scaling): the head alone would give other logits.
+POST_HEAD_CONFIG_KEYS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+# Logits computed at once: 2**24 fp32 values are 64 MB (341 positions of a 49k vocabulary).
+LOGIT_CHUNK_ELEMENTS = 1 << 24
+
+
+def _decoder_and_head(base):
+    """The decoder stack and output layer of a causal LM whose logits are ``head(hidden)``, or None."""
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if head is None or not hasattr(base, "get_decoder") or getattr(head, "weight", None) is None:
+        return None
+    if any(getattr(base.config, key, None) for key in POST_HEAD_CONFIG_KEYS):
+        return None
+    decoder = base.get_decoder()
+    return None if decoder is base else (decoder, head)
+
+
+def _chunk_nll(head, hidden, targets):
+    import torch.nn.functional as F
+
+    return F.cross_entropy(head(hidden).float(), targets, reduction="none")
+
+
+def label_nll(head, hidden, labels, chunk_tokens: int | None = None):
+    """Mean next-token NLL of each row, with logits only where a label is predicted.
+
+    The hidden states of the positions just before each label are gathered (every row's own,
+    so neither prompt nor padding columns reach the output layer) and sent through ``head`` a
+    chunk at a time. When gradients are on and there is more than one chunk, each chunk is
+    checkpointed: backward recomputes its logits instead of keeping them, so no more than one
+    chunk of ``(positions, vocab)`` logits exists at any moment, forward or backward.
+
+    Args:
+        head: the output layer (hidden -> vocabulary logits).
+        hidden: ``(batch, length, hidden)``, the final hidden states.
+        labels: ``(batch, length)`` with :data:`IGNORE_INDEX` on positions not to learn.
+        chunk_tokens: positions per chunk; by default as many as fit :data:`LOGIT_CHUNK_ELEMENTS`.
+
+    Returns:
+        A float32 tensor ``(batch,)``; a row with no unmasked label gets 0. Equal to
+        :func:`per_example_nll` on the full logits, up to float rounding.
+    """
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    # The logits at column j predict the token at column j + 1.
+    targets = labels[:, 1:]
+    rows, cols = targets.ne(IGNORE_INDEX).nonzero(as_tuple=True)
+    selected = hidden[rows, cols]  # a contiguous (positions, hidden) copy
+    wanted = targets[rows, cols]
+    chunk = chunk_tokens or max(1, LOGIT_CHUNK_ELEMENTS // head.weight.shape[0])
+    recompute = torch.is_grad_enabled() and len(wanted) > chunk
+    pieces = []
+    for start in range(0, len(wanted), chunk):
+        args = (head, selected[start : start + chunk], wanted[start : start + chunk])
+        pieces.append(checkpoint(_chunk_nll, *args, use_reentrant=False) if recompute else _chunk_nll(*args))
+    # With no label at all, a sum over the empty selection keeps the result on the graph.
+    nll = torch.cat(pieces) if pieces else selected.float().sum(-1)
+    total = torch.zeros(labels.shape[0], dtype=torch.float32, device=nll.device).index_add(0, rows, nll)
+    counts = torch.bincount(rows, minlength=labels.shape[0])
+    return total / counts.clamp(min=1)
+
+
+def batch_losses(model, batch: dict, chunk_tokens: int | None = None):
     """Forward a collated batch and return each example's mean reply-token NLL.
 
-    Only the logits of the last columns that hold reply tokens are computed, when the model
-    supports ``logits_to_keep``; otherwise all of them.
+    The output layer sees only the positions that predict a reply token, a chunk at a time (see
+    :func:`label_nll`): neither prompt nor padding columns get vocabulary-wide logits. Models
+    whose logits are more than ``head(hidden)`` fall back to the full forward, with
+    ``logits_to_keep`` where the model supports it. The label path calls the decoder and the
+    output layer, not ``model.forward``: wrappers of that forward (accelerate's autocast, DDP)
+    do not apply, so a caller under mixed precision opens the autocast itself.
 
     Args:
         model: a causal LM (plain or PEFT-wrapped).
         batch: what :class:`WeightedChatCollator` returns (tensors on the model's device).
+        chunk_tokens: positions per chunk of logits (see :func:`label_nll`).
 
     Returns:
         A float32 tensor ``(batch,)``.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    kwargs = {}
+    inputs = {
+        "input_ids": batch["input_ids"],
+        "attention_mask": batch["attention_mask"],
+        "position_ids": batch["position_ids"],
+        "use_cache": False,
+    }
+    parts = _decoder_and_head(base)
+    if parts is not None:
+        decoder, head = parts
+        hidden = decoder(**inputs).last_hidden_state
+        return label_nll(head, hidden, batch["labels"], chunk_tokens)
     keep = logit_columns(batch["labels"])
     if _accepts_logits_to_keep(type(base)):
-        kwargs["logits_to_keep"] = keep
-    outputs = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        position_ids=batch["position_ids"],
-        use_cache=False,
-        **kwargs,
-    )
-    logits = outputs.logits[:, -keep:]
+        inputs["logits_to_keep"] = keep
+    logits = model(**inputs).logits[:, -keep:]
     return per_example_nll(logits, batch["labels"])
 
 
@@ -104,7 +177,10 @@ def _trainer_classes() -> tuple[type, type, type, type]:
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training:
                 self.real_tokens += int(inputs["attention_mask"].sum())
-            losses = batch_losses(model, inputs)
+            # batch_losses runs the decoder and the output layer itself, not the model's forward,
+            # which is where accelerate applies mixed precision: so it applies it here.
+            with self.accelerator.autocast():
+                losses = batch_losses(model, inputs)
             loss = weighted_loss(losses, inputs["weights"])
             return (loss, {"per_example": losses}) if return_outputs else loss
 

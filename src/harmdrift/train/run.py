@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harmdrift.core.io import file_sha256, write_json
-from harmdrift.core.runtime import pick_device
+from harmdrift.core.runtime import MMAP_THRESHOLD_BYTES, pick_device, return_freed_memory_to_os
 from harmdrift.train.config import TrainConfig
 from harmdrift.train.examples import WeightedChatCollator, encode_examples, load_examples
 from harmdrift.train.loss import _trainer_classes
@@ -293,6 +293,8 @@ def train_adapter(
     out_dir = Path(out_dir)
     device = pick_device("auto")
     _check_quantization(cfg, device)
+    if device == "cpu" and return_freed_memory_to_os():
+        logger.info("glibc mmap threshold fixed at %d bytes: freed tensors leave", MMAP_THRESHOLD_BYTES)
     examples = load_examples(examples_path)
     examples_sha = file_sha256(examples_path)
     logger.info(
