@@ -8,15 +8,14 @@ rates. Each run has its own copy of the workflow and its own empty cache, so not
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-COPY = ["Snakefile", "rules", "scripts", "src", "config", "envs", "resources", "report"]
+from conftest import SMOKE, copy_workflow
+
 TARGETS = [
     "results/tables/metrics_m0.csv",
     "results/tables/metrics_m0.md",
@@ -25,22 +24,9 @@ TARGETS = [
 
 
 def run_slice(workdir: Path) -> dict[str, str]:
-    for name in COPY:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, workdir / name)
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--cores",
-        "2",
-        "--configfile",
-        "config/smoke.yaml",
-        *TARGETS,
-    ]
+    workdir.mkdir(parents=True)
+    copy_workflow(workdir)
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", *SMOKE, *TARGETS]
     run = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr[-4000:]
     return {t: hashlib.sha256((workdir / t).read_bytes()).hexdigest() for t in TARGETS}
