@@ -48,42 +48,17 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> str:
 
     Dimensions are multiples of 64 so bitsandbytes quantises every projection in whole blocks.
     """
-    import torch
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from tokenizers.pre_tokenizers import WhitespaceSplit
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from harmdrift.lm.tiny import TinyShape, build_tiny_llama
 
-    ids = {word: i for i, word in enumerate(VOCAB)}
-    core = Tokenizer(WordLevel(ids, unk_token="<unk>"))
-    core.pre_tokenizer = WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
-    tokenizer.chat_template = (
-        "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
-        "{% if add_generation_prompt %}<assistant> {% endif %}"
-    )
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(ids),
+    shape = TinyShape(
         hidden_size=512,
         intermediate_size=1024,
         num_hidden_layers=4,
         num_attention_heads=8,
         num_key_value_heads=4,
         max_position_embeddings=1024,
-        pad_token_id=ids["<pad>"],
-        eos_token_id=ids["<eos>"],
-        bos_token_id=None,
-        tie_word_embeddings=True,
     )
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = ids["<pad>"]
-    model.generation_config.eos_token_id = ids["<eos>"]
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return build_tiny_llama(folder, VOCAB, shape, seed=seed)
 
 
 def sentence(rng: random.Random, lo: int, hi: int) -> str:
