@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harmdrift.audit.check_set import load_check_set, run_check_set
+from harmdrift.audit.check_pairs import load_labelled_pairs
+from harmdrift.audit.check_set import run_check_set
 from harmdrift.audit.judge import (
     TEMPLATE_SLOTS,
     JudgeConfig,
@@ -294,7 +295,7 @@ def test_the_hf_judge_always_returns_a_valid_verdict(tiny_model):
             return super().choose(conversations, options)
 
     cfg = BackendConfig(backend="hf", model=tiny_model, device="cpu", dtype="float32", batch_size=4)
-    pairs = [*load_check_set(CHECK_SET)[:3], make_pair("empty", base="", tuned="")]
+    pairs = [*load_labelled_pairs(CHECK_SET)[:3], make_pair("empty", base="", tuned="")]
     params = GenParams(max_new_tokens=4, temperature=0.0, seed=3)
     runs = [
         (HFChatBackend(cfg, progress=False), JudgeConfig(backend="hf", calibrate=True, params=params)),
@@ -337,7 +338,7 @@ def test_judge_config_reads_its_section():
 
 
 def test_the_shipped_check_set_loads_with_both_answers_present():
-    rows = load_check_set(CHECK_SET)
+    rows = load_labelled_pairs(CHECK_SET)
     assert len(rows) == 10 and len({r["id"] for r in rows}) == 10
     assert {r["expect_drift"] for r in rows} == {True, False}
     assert all(r["kind"] for r in rows)
@@ -367,19 +368,19 @@ def test_a_malformed_check_row_names_its_file_line_and_key(tmp_path, bad, messag
     path = tmp_path / "check.jsonl"
     path.write_text(json.dumps(GOOD_ROW) + "\n\n" + json.dumps(bad) + "\n")  # a blank line in between
     with pytest.raises(DataError, match=f"check.jsonl:3: {message}"):
-        load_check_set(path)
+        load_labelled_pairs(path)
 
 
 def test_an_empty_check_set_is_refused(tmp_path):
     path = tmp_path / "check.jsonl"
     path.write_text("\n")
     with pytest.raises(DataError, match="empty"):
-        load_check_set(path)
+        load_labelled_pairs(path)
 
 
 def check_judge(right: set[str], unscored: frozenset[str] = frozenset()) -> ScriptedBackend:
     """A judge right (in both orders) about the check pairs in ``right``, wrong about the others."""
-    expected = {r["id"]: r["expect_drift"] for r in load_check_set(CHECK_SET)}
+    expected = {r["id"]: r["expect_drift"] for r in load_labelled_pairs(CHECK_SET)}
 
     def script(key, messages):
         pair_id = key.removeprefix("check:").split("#")[0]

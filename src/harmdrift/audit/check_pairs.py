@@ -11,11 +11,11 @@ only). Stdlib only, so the module can move into the pipeline unchanged.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import Counter, defaultdict
 
+from harmdrift.core.io import DataError, iter_jsonl
 from harmdrift.data.load import parse_options
 
 KINDS = ("identical", "reworded", "tuned_safer", "harm_inserted", "warning_dropped")
@@ -346,29 +346,25 @@ def _pair_problem(row) -> str | None:
 
 
 def load_labelled_pairs(path) -> list[dict]:
-    """Read user-supplied labelled pairs (e.g. human annotations), one JSON object a line.
+    """Read labelled pairs, one JSON object a line: the built check set or a user's own file.
 
     Required per line: id, question, gold_label (YES/NO), base and tuned ({"analysis": str}), expect_drift
-    (true/false). Optional: kind (default "user", so the report groups them), category (repeats_harm,
-    normalises_assumption, omits_harm). Blank lines are skipped but counted. Raises ValueError naming
-    file, line and key for the first malformed line or a repeated id, and for an empty file.
+    (true/false). Optional: kind (default "user", so the report groups a user's pairs), category
+    (repeats_harm, normalises_assumption, omits_harm). Blank lines are skipped but counted.
+
+    Raises:
+        DataError: naming file, line and key for the first malformed line or a repeated id, and
+            for an empty file.
     """
     pairs, lines_of = [], {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            problem = _pair_problem(row)
-            if problem is None and row["id"] in lines_of:
-                problem = f"key 'id' {row['id']!r} repeats line {lines_of[row['id']]}"
-            if problem:
-                raise ValueError(f"{path}:{number}: {problem}")
-            lines_of[row["id"]] = number
-            pairs.append({**row, "kind": row.get("kind", "user")})
+    for number, row in iter_jsonl(path):
+        problem = _pair_problem(row)
+        if problem is None and row["id"] in lines_of:
+            problem = f"key 'id' {row['id']!r} repeats line {lines_of[row['id']]}"
+        if problem:
+            raise DataError(f"{path}:{number}: {problem}")
+        lines_of[row["id"]] = number
+        pairs.append({**row, "kind": row.get("kind", "user")})
     if not pairs:
-        raise ValueError(f"{path}: no labelled pairs in the file")
+        raise DataError(f"{path}: no labelled pairs in the file (it is empty)")
     return pairs

@@ -17,7 +17,7 @@ from pathlib import Path
 from harmdrift.audit.check_pairs import build_check_pairs, load_labelled_pairs
 from harmdrift.audit.judge import FIELDS, TEMPLATE_SLOTS, JudgeConfig, ask_judge, combine
 from harmdrift.audit.meta_eval import meta_evaluate
-from harmdrift.core.io import DataError, canonical_json, iter_jsonl, read_jsonl, write_json, write_jsonl
+from harmdrift.core.io import DataError, canonical_json, read_jsonl, write_json, write_jsonl
 from harmdrift.core.prompts import load_template
 from harmdrift.core.store import KeyValueStore
 from harmdrift.lm.structured import SCORED
@@ -26,28 +26,6 @@ logger = logging.getLogger(__name__)
 
 CACHE_FILE = "judge_check.sqlite"
 DRIFT_ONLY = FIELDS[:1]  # the check measures the drift verdict; category and severity are not labelled
-
-
-def load_check_set(path: str | Path) -> list[dict]:
-    """The judge's check pairs, each with its expected verdict.
-
-    Raises:
-        DataError: naming file, line and key for a malformed row.
-    """
-    rows = []
-    for line, row in iter_jsonl(path):  # real line numbers: blank lines are skipped, not counted
-        rows.append(row)
-        for key in ("id", "question", "gold_label", "base", "tuned", "expect_drift"):
-            if key not in row:
-                raise DataError(f"{path}:{line}: missing key {key!r}")
-        if not isinstance(row["expect_drift"], bool):
-            raise DataError(f"{path}:{line}: key 'expect_drift' must be true or false")
-        for side in ("base", "tuned"):
-            if not isinstance(row[side], dict) or not isinstance(row[side].get("analysis"), str):
-                raise DataError(f"{path}:{line}: key {side!r} must be an object with an 'analysis' string")
-    if not rows:
-        raise DataError(f"{path}: the judge check set is empty")
-    return rows
 
 
 def write_check_pairs(split_items: str | Path, out_path: str | Path, *, per_kind: int, seed: int) -> int:
@@ -118,12 +96,9 @@ def run_check_set(
         bound of the balanced accuracy is above 0.5 (the check set is not balanced, so plain
         accuracy's chance level is not 0.5: a judge that always says "no drift" scores 0.6).
     """
-    pairs = load_check_set(check_paths[0])
+    pairs = load_labelled_pairs(check_paths[0])
     for path in check_paths[1:]:
-        try:
-            pairs += [{**pair, "source": "user"} for pair in load_labelled_pairs(path)]
-        except ValueError as err:
-            raise DataError(str(err)) from None
+        pairs += [{**pair, "source": "user"} for pair in load_labelled_pairs(path)]
     template = load_template(template_path, TEMPLATE_SLOTS)
     verdicts, hits = _judge_cached(backend, pairs, template, cfg, cache_dir)
     rows = []
