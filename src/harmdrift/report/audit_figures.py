@@ -8,7 +8,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harmdrift.core.io import DataError
 from harmdrift.core.vocab import DRIFT_CATEGORIES, SEVERITIES, order_models
 from harmdrift.report.plotting import (
     SEVERITY_COLOURS,
@@ -19,7 +18,7 @@ from harmdrift.report.plotting import (
     _save,
     model_colour,
 )
-from harmdrift.report.readers import read_summary
+from harmdrift.report.readers import read_csv, read_summary
 
 
 def drift_by_severity(
@@ -45,16 +44,8 @@ def drift_by_severity(
 
 
 def _read_deltas(path: PathLike) -> pd.DataFrame:
-    """The audit table's delta column (plus screened/drift when present); empty frame for no rows."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame({"delta": []})
-    if "delta" not in frame.columns:
-        raise DataError(f"{path}: missing column ['delta']")
+    """The audit table with a numeric delta column (rows without one dropped); no rows is fine."""
+    frame = read_csv(path, ["delta"], empty_ok=True)
     frame["delta"] = pd.to_numeric(frame["delta"], errors="coerce")
     return frame.dropna(subset=["delta"])
 

@@ -38,11 +38,14 @@ def _require(frame: pd.DataFrame, columns, path) -> None:
         raise DataError(f"{path}: missing column(s) {missing}")
 
 
-def read_csv(path: str | os.PathLike, required=()) -> pd.DataFrame:
+def read_csv(path: str | os.PathLike, required=(), *, empty_ok: bool = False) -> pd.DataFrame:
     """Read a CSV table and check it has the required columns.
 
+    With ``empty_ok``, an empty file (a table of no rows, e.g. an audit with nothing to pair)
+    reads as a frame with just the required columns.
+
     Raises:
-        DataError: naming the file when it is missing, empty or lacks a column.
+        DataError: naming the file when it is missing, empty (unless ``empty_ok``) or lacks a column.
     """
     path = Path(path)
     if not path.exists():
@@ -50,6 +53,8 @@ def read_csv(path: str | os.PathLike, required=()) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:
+        if empty_ok:
+            return pd.DataFrame({column: [] for column in required})
         raise DataError(f"{path}: empty file") from None
     _require(frame, required, path)
     return frame
