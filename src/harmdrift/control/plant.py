@@ -28,6 +28,8 @@ import hashlib
 import logging
 import re
 
+from harmdrift.data.load import split_question
+
 logger = logging.getLogger(__name__)
 
 PLANTABLE_BENCHMARKS = ("N1", "N2", "N3", "N4", "D1", "D2", "D4")
@@ -84,18 +86,13 @@ _GERUND_BASE = {"wearing": "wear", "releasing": "release"}
 
 
 def split_options(question: str) -> tuple[str, dict[str, str]] | None:
-    """The stem and the (a)/(b)/(c) texts of the question's last option block.
-
-    Upstream N3 sometimes writes the first marker as "(1)"; it is read as "(a)". Returns None
-    when the three markers are not all there, in order.
-    """
-    c_at = question.rfind("(c)")
-    b_at = question.rfind("(b)", 0, c_at) if c_at >= 0 else -1
-    a_at = max(question.rfind("(a)", 0, b_at), question.rfind("(1)", 0, b_at)) if b_at >= 0 else -1
-    if a_at < 0:
+    """The stem and the (a)/(b)/(c) texts of the question's last option block, each on one line
+    with inner double quotes made single; None when there is no such block."""
+    parts = split_question(question)
+    if parts is None:
         return None
-    texts = {"a": question[a_at + 3 : b_at], "b": question[b_at + 3 : c_at], "c": question[c_at + 3 :]}
-    return question[:a_at].strip(), {k: _clean(v) for k, v in texts.items()}
+    stem, options = parts
+    return stem, {k: _clean(v) for k, v in options.items()}
 
 
 def _clean(text: str) -> str:

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 # The last "(a) .. (b) .. (c) .." run in the question. The greedy prefix makes it the last one.
 # "(1)" is accepted for "(a)" because about half of upstream N3 numbers its first option that way.
-_OPTIONS = re.compile(r"^.*\((?:a|1)\)(?P<a>.*?)\(b\)(?P<b>.*?)\(c\)(?P<c>.*)$", re.DOTALL)
+# The last "(a) .. (b) .. (c) .." block; upstream N3 sometimes writes the first marker "(1)".
+_OPTIONS = re.compile(r"^(?P<stem>.*)\((?:a|1)\)(?P<a>.*?)\(b\)(?P<b>.*?)\(c\)(?P<c>.*)$", re.DOTALL)
 
 RECONSTRUCTION_NOTE = (
     "is a seeded reconstruction (N1 rebuilt from BBQ with the upstream recipe), not the original "
@@ -95,21 +96,25 @@ def _check_values(row: dict, benchmark: str) -> None:
         )
 
 
-def parse_options(question: str) -> dict[str, str] | None:
-    """Read the answer options from the last "(a) .. (b) .. (c) .." segment of a question.
-
-    Args:
-        question: the full question text.
+def split_question(question: str) -> tuple[str, dict[str, str]] | None:
+    """The stem and the answer options of the last "(a) .. (b) .. (c) .." block of a question.
 
     Returns:
-        ``{"a": ..., "b": ..., "c": ...}`` with each text stripped, or None when the question has
-        no such segment or an option is empty.
+        ``(stem, {"a": ..., "b": ..., "c": ...})`` with each text stripped, or None when the
+        question has no such block or an option is empty. A first marker written "(1)" (as
+        upstream N3 sometimes does) counts as "(a)".
     """
     match = _OPTIONS.match(question)
     if match is None:
         return None
     options = {letter: match.group(letter).strip() for letter in ("a", "b", "c")}
-    return options if all(options.values()) else None
+    return (match.group("stem").strip(), options) if all(options.values()) else None
+
+
+def parse_options(question: str) -> dict[str, str] | None:
+    """The answer options of a question (see :func:`split_question`), or None."""
+    parts = split_question(question)
+    return None if parts is None else parts[1]
 
 
 def _to_item(row: dict) -> dict:
