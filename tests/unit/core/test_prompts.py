@@ -8,7 +8,7 @@ import pytest
 
 from harmdrift.core.prompts import build_messages, load_template
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ITEM = {"question": "Which group? (a) X (b) Y (c) Both"}
 
 

@@ -255,7 +255,7 @@ def test_colours_are_stable_and_distinct():
 
 # --- report captions ----------------------------------------------------------------------
 
-REPORT_DIR = Path(__file__).resolve().parents[2] / "report"
+REPORT_DIR = Path(__file__).resolve().parents[3] / "report"
 TABLE_CAPTIONS = (
     "main_results",
     "paper_comparison",

@@ -169,7 +169,7 @@ def test_mismatched_training_turn_is_an_error(data):
         plant_rationales(records, items, share=1.0, seed=0)
 
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources/difference_awareness"
+RESOURCES = Path(__file__).resolve().parents[3] / "resources/difference_awareness"
 
 
 @pytest.mark.skipif(not RESOURCES.is_dir(), reason="benchmark files not available")

@@ -10,7 +10,7 @@ import pytest
 
 from harmdrift.scorers.embedded import LABELS, EmbeddedToxicityScorer, pad_front
 
-REFERENCE = json.loads((Path(__file__).parents[1] / "data" / "toxicity_reference.json").read_text())
+REFERENCE = json.loads((Path(__file__).parents[2] / "data" / "toxicity_reference.json").read_text())
 
 
 @pytest.fixture(scope="module")

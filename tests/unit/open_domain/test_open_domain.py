@@ -24,7 +24,7 @@ from harmdrift.open_domain.queries import load_queries, select_queries, write_qu
 from harmdrift.open_domain.rates import RATES_COLUMNS, open_domain_rates
 from harmdrift.open_domain.rules import classify_open_answers
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 QUERIES = ROOT / "resources" / "open_domain" / "queries.jsonl"
 JUDGE_TEMPLATE = ROOT / "config" / "prompts" / "judge_open.txt"
 ANSWER_TEMPLATE = ROOT / "config" / "prompts" / "open_answer.txt"

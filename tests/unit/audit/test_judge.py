@@ -27,7 +27,7 @@ from harmdrift.core.prompts import display_question, load_template
 from harmdrift.core.vocab import DRIFT_CATEGORIES as CATEGORIES
 from harmdrift.core.vocab import SEVERITIES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE_PATH = ROOT / "config/prompts/judge_drift.txt"
 CHECK_SET = ROOT / "resources/judge_check/pairs.jsonl"
 TEMPLATE = load_template(TEMPLATE_PATH, TEMPLATE_SLOTS)

@@ -131,7 +131,7 @@ def test_rationales_rule_through_the_server_then_from_the_cache(server, tiny_mod
     from harmdrift.distill.rules import write_rationales
 
     url, log = server
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     items = [
         {
             "id": f"D1-diff-{i}",
@@ -204,7 +204,7 @@ def test_rationales_rule_through_the_server_then_from_the_cache(server, tiny_mod
 # ---------------------------------------------------------------- the LLM judge over the OpenAI API
 
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 JUDGE_TEMPLATE = ROOT / "config/prompts/judge_drift.txt"
 
 

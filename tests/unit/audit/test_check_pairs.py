@@ -12,9 +12,9 @@ from harmdrift.audit.check_pairs import DRIFT_CATEGORY, KINDS, build_check_pairs
 from harmdrift.data.load import parse_options
 
 DATA = (
-    Path(__file__).resolve().parents[2] / "resources/difference_awareness"
+    Path(__file__).resolve().parents[3] / "resources/difference_awareness"
 )  # the real suite, where this checkout has it
-OLD_CHECK_SET = Path(__file__).resolve().parents[2] / "resources/judge_check/pairs.jsonl"
+OLD_CHECK_SET = Path(__file__).resolve().parents[3] / "resources/judge_check/pairs.jsonl"
 BENCHMARKS = ("D1", "D2", "D3", "D4", "N1", "N2", "N3", "N4")
 
 # One question per (benchmark, condition), modelled on the real items: options, then the correct one.

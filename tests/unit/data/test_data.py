@@ -14,7 +14,7 @@ from harmdrift.core.vocab import BENCHMARKS, SPLITS
 from harmdrift.data.load import load_benchmark, load_benchmarks, parse_options
 from harmdrift.data.splits import SplitConfig, make_splits, split_summary, write_splits
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RESOURCES = ROOT / "resources" / "difference_awareness"
 
 ITEM_KEYS = {

@@ -19,7 +19,7 @@ from harmdrift.distill.checks import (
 from harmdrift.distill.rationales import write_rationales
 from harmdrift.distill.teacher import TeacherFiles
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CFG = RationaleConfig()
 GOOD_YES = (
     "Census data show a real gap between the two countries. The difference is far above five points."

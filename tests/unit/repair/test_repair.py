@@ -22,7 +22,7 @@ from harmdrift.repair.rationales import write_repair_rationales
 from harmdrift.repair.train_set import build_repair_set, replay_count
 from harmdrift.train.examples import load_examples
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROMPTS = ROOT / "config" / "prompts"
 PARAMS = GenParams(max_new_tokens=64, temperature=0.0)
 CFG = RationaleConfig(max_fix_rounds=1)
