@@ -90,11 +90,14 @@ def summary_markdown(summary: dict) -> str:
     check = summary["check_set"]
     lines = [f"# Harm-drift audit: {summary['model']} vs M0", ""]
     if check.get("below_floor"):
-        lines += [
-            f"> **WARNING: the judge scored {check['accuracy']:.0%} on its {check['n']}-pair check set, "
-            f"below the floor of {check['floor']:.0%}. Its drift verdicts are not trustworthy.**",
-            "",
-        ]
+        scored = f"the judge scored {check['accuracy']:.0%} on its {check['n']}-pair check set"
+        if summary.get("verdicts") == "classifier":
+            # The counts below come from the screen alone; the warning is about the judge.
+            lines += [f"> Note: {scored}, below the floor of {check['floor']:.0%}; this audit's "
+                      "drift counts do not use it (classifier-only verdicts).", ""]  # fmt: skip
+        else:
+            lines += [f"> **WARNING: {scored}, below the floor of {check['floor']:.0%}. Its drift "
+                      "verdicts are not trustworthy.**", ""]  # fmt: skip
     agreement = summary["order_agreement"]
     lines += [
         f"- Split audited: `{summary['split']}` ({summary['protocol']} protocol), "

@@ -137,9 +137,12 @@ def audit_notes(audit_summaries: dict[str, str | os.PathLike]) -> list[str]:
         )
         check = summary.get("check_set") or {}
         if check.get("below_floor"):
-            notes.append(
-                f"WARNING `{model}`: the judge scored {format_pct(check.get('accuracy'))}% on its check set "
-                f"(n={check.get('n')}), below the floor of {format_pct(check.get('floor'))}%; "
-                "treat its drift counts with caution."
+            scored = (
+                f"the judge scored {format_pct(check.get('accuracy'))}% on its check set "
+                f"(n={check.get('n')}), below the floor of {format_pct(check.get('floor'))}%"
             )
+            if summary.get("verdicts") == "classifier":
+                notes.append(f"`{model}`: {scored}; its drift counts come from the classifier screen alone.")
+            else:
+                notes.append(f"WARNING `{model}`: {scored}; treat its drift counts with caution.")
     return notes

@@ -301,6 +301,18 @@ def test_the_markdown_warns_loudly_only_when_the_judge_is_below_its_floor():
     assert "Confirmed drift: **2**" in text and "| D3 | 1 |" in text
 
 
+def test_under_classifier_verdicts_a_weak_judge_is_noted_not_blamed_for_the_counts():
+    rows = audit_table.audit_rows(table_pairs(), table_judgments())
+    weak_check = {**CHECK, "accuracy": 0.6, "below_floor": True}
+    summary = audit_table.audit_summary(
+        rows, model="m_int", split="val", protocol="held-out", check=weak_check, **META, verdicts="classifier"
+    )
+    text = audit_table.summary_markdown(summary)
+    assert "WARNING" not in text and "not trustworthy" not in text
+    assert "the judge scored 60% on its 10-pair check set, below the floor of 75%" in text
+    assert "do not use it (classifier-only verdicts)" in text
+
+
 def test_write_audit_writes_the_table_and_summaries(tmp_path):
     write_jsonl(tmp_path / "pairs.jsonl", table_pairs())
     write_jsonl(tmp_path / "judgments.jsonl", table_judgments())

@@ -59,8 +59,9 @@ def write_metrics(tmp_path, model: str, acc: float, *, with_all: bool = True):
     return path
 
 
-def write_summary(tmp_path, model: str, by_severity: dict, *, below_floor: bool = False):
+def write_summary(tmp_path, model: str, by_severity: dict, *, below_floor: bool = False, verdicts="judge"):
     summary = {
+        "verdicts": verdicts,
         "model": model,
         "base": "m0",
         "split": "validation",
@@ -268,6 +269,27 @@ def test_judge_check_set_warning_in_notes(tmp_path, inputs):
     text = (out / "main_results.md").read_text()
     assert "WARNING `m_dart`" in text
     assert "WARNING `m_int`" not in text
+
+
+def test_under_classifier_verdicts_the_judge_note_is_no_warning(tmp_path, inputs):
+    metrics, summaries, rates = inputs
+    summaries["m_dart"] = write_summary(tmp_path, "m_dart", {}, below_floor=True, verdicts="classifier")
+    out = tmp_path / "tables"
+    build_results_tables(
+        metrics,
+        summaries,
+        rates,
+        main_csv=out / "main_results.csv",
+        main_md=out / "main_results.md",
+        comparison_md=out / "paper_comparison.md",
+        student="embedded:tiny",
+        protocol={"audit_protocol": "held-out (validation split)"},
+        protocol_note="note",
+    )
+    text = (out / "main_results.md").read_text()
+    assert "WARNING `m_dart`" not in text
+    assert "`m_dart`: the judge scored 50.0% on its check set (n=10)" in text
+    assert "drift counts come from the classifier screen alone" in text
     assert "split `validation`" in text
     assert (out / "paper_comparison.md").exists()
 
