@@ -239,15 +239,43 @@ def _prompt_tokens(records: list[dict], log_text: str, model_dir: Path | None, c
         return sum(r["n_prompt_tokens"] for r in records)
     if model_dir is None:
         return 0
-    if model_dir not in cache:
-        from transformers import AutoTokenizer
-
-        cache[model_dir] = AutoTokenizer.from_pretrained(str(model_dir))
-    tok = cache[model_dir]  # as the engine does: render the chat template, then tokenise the text as is
+    tok = _tokenizer(model_dir, cache)  # as the engine does: render the chat template, then tokenise as is
     texts = [
         tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in records
     ]
     return sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
+
+
+def _tokenizer(model_dir: Path, cache: dict):
+    if model_dir not in cache:
+        from transformers import AutoTokenizer
+
+        cache[model_dir] = AutoTokenizer.from_pretrained(str(model_dir))
+    return cache[model_dir]
+
+
+def shared_prefix_tokens(records: list[dict], model_dir: Path | None, cache: dict) -> int:
+    """Tokens every prompt of a job starts with (chat header and the template's opening).
+
+    That prefix is what prefix-KV reuse could compute once instead of once per prompt, so
+    ``shared x prompts / (prompt + new tokens)`` bounds the share of generation FLOPs it saves.
+    """
+    if model_dir is None or not records or not (model_dir / "tokenizer_config.json").exists():
+        return 0
+    if not all("prompt" in r for r in records):
+        return 0
+    tok = _tokenizer(model_dir, cache)
+    texts = [
+        tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in records
+    ]
+    ids = tok(texts, add_special_tokens=False)["input_ids"]
+    shared = len(ids[0])
+    for other in ids[1:]:
+        shared = next(
+            (i for i, (a, b) in enumerate(zip(ids[0][:shared], other, strict=False)) if a != b),
+            min(shared, len(other)),
+        )
+    return shared
 
 
 def generation_paths(run: Path, jobs: list[Job], rates: dict) -> list[dict]:
@@ -271,6 +299,7 @@ def generation_paths(run: Path, jobs: list[Job], rates: dict) -> list[dict]:
         g["jobs"] += 1
         g["items"] += len(records)
         g["prompt_tokens"] += prompt
+        g["shared_prefix_tokens"] += shared_prefix_tokens(records, model_dir, tokenizers) * len(records)
         g["new_tokens"] += new
         g["seconds"] += float(decoded.group(3)) if decoded else job.wall or 0.0
         g["flop"] += 2.0 * n * (prompt + new)
@@ -280,6 +309,8 @@ def generation_paths(run: Path, jobs: list[Job], rates: dict) -> list[dict]:
         flop, seconds = g.pop("flop"), g["seconds"]
         row = {"path": name, **{k: int(v) if k not in ("dtype", "seconds") else v for k, v in g.items()}}
         row["tokens_per_s"] = round((g["prompt_tokens"] + g["new_tokens"]) / seconds, 1) if seconds else None
+        total = g["prompt_tokens"] + g["new_tokens"]
+        row["prefix_kv_bound"] = round(g["shared_prefix_tokens"] / total, 3) if total else None
         out.append(against_limit({**row, "seconds": round(seconds, 1)}, flop, seconds, rates))
     return out
 
@@ -349,7 +380,8 @@ def report(run: Path, wall: float | None, cores: int, rc: int | None, repeats: i
           f"AMX-BF16: {yes[cpu['amx_bf16']]}")  # fmt: skip
     print("matmul GFLOP/s: " + ", ".join(f"{k} {v}" for k, v in rates.items()))
     hot = generation_paths(run, jobs, rates) + training_paths(run, jobs, rates)
-    print(f"\n{'hot path':<34}{'dtype':>9}{'tokens/s':>10}{'GFLOP/s':>9}{'limit':>8}{'of limit':>10}")
+    print(f"\n{'hot path':<34}{'dtype':>9}{'tokens/s':>10}{'GFLOP/s':>9}{'limit':>8}{'of limit':>10}"
+          f"{'prefix-KV':>11}")  # fmt: skip
     if not hot:
         print("(no generate_answers or train_adapter job ran)")
     for h in hot:
@@ -357,10 +389,13 @@ def report(run: Path, wall: float | None, cores: int, rc: int | None, repeats: i
             print(f"{h['path']:<34}  skipped: {h['skipped']}")
         else:
             limit, share = fmt(h["limit_gflop_per_s"], ".0f"), fmt(h["fraction_of_limit"], ".1%")
+            bound = fmt(h["prefix_kv_bound"], ".1%") if "prefix_kv_bound" in h else ""
             print(f"{h['path']:<34}{h['dtype']:>9}{fmt(h['tokens_per_s']):>10}{fmt(h['gflop_per_s']):>9}"
-                  f"{limit:>8}{share:>10}")  # fmt: skip
+                  f"{limit:>8}{share:>10}{bound:>11}")  # fmt: skip
     print(
-        "(generation: 2N FLOP per prompt+new token over decode time; training: 4N_base + 6N_lora per token)"
+        "(generation: 2N FLOP per prompt+new token over decode time; training: 4N_base + 6N_lora per token;\n"
+        " prefix-KV: the prompts' shared leading tokens as a share of all tokens, the most that\n"
+        " reusing their KV could save of generation FLOPs)"
     )
     path = {"seconds": round(length, 1), "jobs": [{"job": j.label, "seconds": j.wall} for j in chain]}
     return {"run_dir": str(run), "cores": cores, "snakemake_rc": rc, "whole_run_wall_s": wall, "rules": rows,

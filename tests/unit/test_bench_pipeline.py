@@ -178,6 +178,15 @@ def test_generation_fraction_counts_2n_per_prompt_and_new_token(bench, tmp_path)
     assert row["tokens_per_s"] == 400 and row["gflop_per_s"] == 0.8 and row["fraction_of_limit"] == 0.8
 
 
+def test_shared_prefix_counts_the_tokens_every_prompt_starts_with(bench, tiny_model):
+    model = Path(tiny_model)
+    records = [{"prompt": [{"role": "user", "content": f"the groups are {word}"}]} for word in ("same", "a")]
+    # <user> the groups are | same / a ...: the chat header and three words are shared.
+    assert bench.shared_prefix_tokens(records, model, {}) == 4
+    assert bench.shared_prefix_tokens(records[:1], model, {}) == 6  # one prompt shares all of itself
+    assert bench.shared_prefix_tokens([{"n_new_tokens": 1}], model, {}) == 0  # no prompt recorded
+
+
 def test_training_fraction_counts_4n_base_and_6n_lora(bench, tmp_path):
     folder = tmp_path / "results" / "adapters" / "m_int"
     folder.mkdir(parents=True)
