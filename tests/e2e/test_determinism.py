@@ -26,7 +26,8 @@ TARGETS = [
 def run_slice(workdir: Path) -> dict[str, str]:
     workdir.mkdir(parents=True)
     copy_workflow(workdir)
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", *SMOKE, *TARGETS]
+    # Targets first: --configfile takes every value after it.
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", *TARGETS, *SMOKE]
     run = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr[-4000:]
     return {t: hashlib.sha256((workdir / t).read_bytes()).hexdigest() for t in TARGETS}
