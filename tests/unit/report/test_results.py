@@ -251,9 +251,7 @@ def test_formatters():
     assert format_p(None) == "n/a"
 
 
-def test_judge_check_set_warning_in_notes(tmp_path, inputs):
-    metrics, summaries, rates = inputs
-    summaries["m_dart"] = write_summary(tmp_path, "m_dart", {"minor": 1}, below_floor=True)
+def main_markdown(tmp_path, metrics, summaries, rates) -> str:
     out = tmp_path / "tables"
     build_results_tables(
         metrics,
@@ -266,32 +264,26 @@ def test_judge_check_set_warning_in_notes(tmp_path, inputs):
         protocol={"audit_protocol": "held-out (validation split)"},
         protocol_note="note",
     )
-    text = (out / "main_results.md").read_text()
+    return (out / "main_results.md").read_text()
+
+
+def test_judge_check_set_warning_in_notes(tmp_path, inputs):
+    metrics, summaries, rates = inputs
+    summaries["m_dart"] = write_summary(tmp_path, "m_dart", {"minor": 1}, below_floor=True)
+    text = main_markdown(tmp_path, metrics, summaries, rates)
     assert "WARNING `m_dart`" in text
     assert "WARNING `m_int`" not in text
+    assert "split `validation`" in text
+    assert (tmp_path / "tables" / "paper_comparison.md").exists()
 
 
 def test_under_classifier_verdicts_the_judge_note_is_no_warning(tmp_path, inputs):
     metrics, summaries, rates = inputs
     summaries["m_dart"] = write_summary(tmp_path, "m_dart", {}, below_floor=True, verdicts="classifier")
-    out = tmp_path / "tables"
-    build_results_tables(
-        metrics,
-        summaries,
-        rates,
-        main_csv=out / "main_results.csv",
-        main_md=out / "main_results.md",
-        comparison_md=out / "paper_comparison.md",
-        student="embedded:tiny",
-        protocol={"audit_protocol": "held-out (validation split)"},
-        protocol_note="note",
-    )
-    text = (out / "main_results.md").read_text()
+    text = main_markdown(tmp_path, metrics, summaries, rates)
     assert "WARNING `m_dart`" not in text
     assert "`m_dart`: the judge scored 50.0% on its check set (n=10)" in text
     assert "drift counts come from the classifier screen alone" in text
-    assert "split `validation`" in text
-    assert (out / "paper_comparison.md").exists()
 
 
 def test_markdown_leads_with_strict_and_states_both_rules(inputs):
