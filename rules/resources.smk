@@ -63,10 +63,12 @@ COSTS = {
     # in 104.3 s (0.011-0.022 s); 1646 MB. Repair (smoke): 10.3 s, 1102 MB.
     "write_rationales": {"start_s": 10, "unit_s": 0.025, "rss_mb": 1650},
     "write_repair_rationales": {"start_s": 10, "unit_s": 0.025, "rss_mb": 1650},
-    # per pair x order x token of the judge's reason. judge_check (10 pairs): default
+    # per pair x order x token of the judge's reason. judge_check, 10 pairs: default
     # 2 x 160 tokens in 134 s, smoke 2 x 24 in 103 s: scoring every field by
-    # likelihood dominates, hence the start-up share; 1288 MB. Smoke judge_pairs 2.7-19.1
-    # s (1061 MB), classify_open_answers (8 answers) 13.4-31.4 s (1479 MB).
+    # likelihood dominates, hence the start-up share; 1288 MB. 120 pairs (default,
+    # drift field only, 2026-12-02): 250 s, 2397 MB, inside the 2x headroom. Smoke
+    # judge_pairs 2.7-19.1 s (1061 MB), classify_open_answers (8 answers) 13.4-31.4 s
+    # (1479 MB).
     "judge_check": {"start_s": 95, "unit_s": 0.012, "rss_mb": 1300},
     "judge_pairs": {"start_s": 35, "unit_s": 0.012, "rss_mb": 1480},
     "classify_open_answers": {"start_s": 35, "unit_s": 0.012, "rss_mb": 1480},
