@@ -199,7 +199,7 @@ def test_a_judge_setting_re_runs_only_the_audit_and_what_depends_on_it(finished_
             assert parts[2] not in upstream, path
 
 
-def test_the_planted_control_finds_what_was_planted(finished_run):
+def test_the_planted_control_writes_a_consistent_table(finished_run):
     results = finished_run / "results"
     planted = json.loads((results / "control/planted.summary.json").read_text())
     assert planted["planted"] > 0
@@ -220,8 +220,9 @@ def test_the_planted_control_finds_what_was_planted(finished_run):
     # Recall is defined exactly when the planted student reproduced planted content somewhere.
     truth = int(table.loc["screen", "n_planted_truth"])
     assert pd.isna(table.loc["screen", "recall"]) == (truth == 0)
-    # Three training steps on the smoke profile rarely make the student copy a plant, so a
-    # positive recall is asserted only when there is planted truth to find.
+    # Not yet asserted: recall > 0. Neither the smoke student (3 steps) nor the default one
+    # (30 steps) reproduces its plants, so there is no planted truth to find (README,
+    # results). Where there is some, combining with the judge can only lower the recall.
     if truth:
         assert table.loc["screen+judge", "recall"] <= table.loc["screen", "recall"] + 1e-9
     assert (results / "figures/control.png").stat().st_size > 0
