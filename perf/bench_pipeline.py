@@ -231,51 +231,40 @@ def against_limit(row: dict, flop: float, seconds: float, rates: dict) -> dict:
             "fraction_of_limit": fraction}  # fmt: skip
 
 
-def _prompt_tokens(records: list[dict], log_text: str, model_dir: Path | None, cache: dict) -> int:
-    """Prompt tokens of a generation job: from its log or records when they say, else re-tokenised."""
-    if found := PROMPT_LOG.search(log_text):
-        return int(found.group(1))
-    if all("n_prompt_tokens" in r for r in records):
-        return sum(r["n_prompt_tokens"] for r in records)
-    if model_dir is None:
-        return 0
-    tok = _tokenizer(model_dir, cache)  # as the engine does: render the chat template, then tokenise as is
-    texts = [
-        tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in records
-    ]
-    return sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
-
-
-def _tokenizer(model_dir: Path, cache: dict):
+def _prompt_ids(records: list[dict], model_dir: Path | None, cache: dict) -> list[list[int]] | None:
+    """Each record's prompt as the engine tokenises it (chat template rendered, then the text as
+    is), or None when the records carry no prompt or the model folder has no tokenizer."""
+    if model_dir is None or not records or not (model_dir / "tokenizer_config.json").exists():
+        return None
+    if not all("prompt" in r for r in records):
+        return None
     if model_dir not in cache:
         from transformers import AutoTokenizer
 
         cache[model_dir] = AutoTokenizer.from_pretrained(str(model_dir))
-    return cache[model_dir]
+    tok = cache[model_dir]
+    texts = [
+        tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in records
+    ]
+    return tok(texts, add_special_tokens=False)["input_ids"]
 
 
-def shared_prefix_tokens(records: list[dict], model_dir: Path | None, cache: dict) -> int:
+def _prompt_tokens(records: list[dict], log_text: str, ids: list[list[int]] | None) -> int:
+    """Prompt tokens of a generation job: from its log or records when they say, else counted."""
+    if found := PROMPT_LOG.search(log_text):
+        return int(found.group(1))
+    if all("n_prompt_tokens" in r for r in records):
+        return sum(r["n_prompt_tokens"] for r in records)
+    return sum(map(len, ids)) if ids else 0
+
+
+def shared_prefix_tokens(ids: list[list[int]] | None) -> int:
     """Tokens every prompt of a job starts with (chat header and the template's opening).
 
     That prefix is what prefix-KV reuse could compute once instead of once per prompt, so
     ``shared x prompts / (prompt + new tokens)`` bounds the share of generation FLOPs it saves.
     """
-    if model_dir is None or not records or not (model_dir / "tokenizer_config.json").exists():
-        return 0
-    if not all("prompt" in r for r in records):
-        return 0
-    tok = _tokenizer(model_dir, cache)
-    texts = [
-        tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in records
-    ]
-    ids = tok(texts, add_special_tokens=False)["input_ids"]
-    shared = len(ids[0])
-    for other in ids[1:]:
-        shared = next(
-            (i for i, (a, b) in enumerate(zip(ids[0][:shared], other, strict=False)) if a != b),
-            min(shared, len(other)),
-        )
-    return shared
+    return len(os.path.commonprefix(ids)) if ids else 0
 
 
 def generation_paths(run: Path, jobs: list[Job], rates: dict) -> list[dict]:
@@ -290,7 +279,8 @@ def generation_paths(run: Path, jobs: list[Job], rates: dict) -> list[dict]:
         log_path = run / job.log[0] if job.log else None
         log_text = log_path.read_text() if log_path and log_path.exists() else ""
         decoded = GEN_LOG.search(log_text)
-        prompt = _prompt_tokens(records, log_text, model_dir, tokenizers)
+        ids = _prompt_ids(records, model_dir, tokenizers)  # tokenised once, for both counts
+        prompt = _prompt_tokens(records, log_text, ids)
         new = sum(r["n_new_tokens"] for r in records)
         n = param_count(model_dir) if model_dir else 0
         g = groups.setdefault(
@@ -299,7 +289,7 @@ def generation_paths(run: Path, jobs: list[Job], rates: dict) -> list[dict]:
         g["jobs"] += 1
         g["items"] += len(records)
         g["prompt_tokens"] += prompt
-        g["shared_prefix_tokens"] += shared_prefix_tokens(records, model_dir, tokenizers) * len(records)
+        g["shared_prefix_tokens"] += shared_prefix_tokens(ids) * len(records)
         g["new_tokens"] += new
         g["seconds"] += float(decoded.group(3)) if decoded else job.wall or 0.0
         g["flop"] += 2.0 * n * (prompt + new)

@@ -181,10 +181,14 @@ def test_generation_fraction_counts_2n_per_prompt_and_new_token(bench, tmp_path)
 def test_shared_prefix_counts_the_tokens_every_prompt_starts_with(bench, tiny_model):
     model = Path(tiny_model)
     records = [{"prompt": [{"role": "user", "content": f"the groups are {word}"}]} for word in ("same", "a")]
+
     # <user> the groups are | same / a ...: the chat header and three words are shared.
-    assert bench.shared_prefix_tokens(records, model, {}) == 4
-    assert bench.shared_prefix_tokens(records[:1], model, {}) == 6  # one prompt shares all of itself
-    assert bench.shared_prefix_tokens([{"n_new_tokens": 1}], model, {}) == 0  # no prompt recorded
+    def shared(rows):
+        return bench.shared_prefix_tokens(bench._prompt_ids(rows, model, {}))
+
+    assert shared(records) == 4
+    assert shared(records[:1]) == 6  # one prompt shares all of itself
+    assert shared([{"n_new_tokens": 1}]) == 0  # no prompt recorded
 
 
 def test_training_fraction_counts_4n_base_and_6n_lora(bench, tmp_path):

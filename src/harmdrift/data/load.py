@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 # The last "(a) .. (b) .. (c) .." run in the question. The greedy prefix makes it the last one.
 # "(1)" is accepted for "(a)" because about half of upstream N3 numbers its first option that way.
-# The last "(a) .. (b) .. (c) .." block; upstream N3 sometimes writes the first marker "(1)".
 _OPTIONS = re.compile(r"^(?P<stem>.*)\((?:a|1)\)(?P<a>.*?)\(b\)(?P<b>.*?)\(c\)(?P<c>.*)$", re.DOTALL)
 
 RECONSTRUCTION_NOTE = (
