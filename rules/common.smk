@@ -134,6 +134,15 @@ def get_stage1_data(wildcards):
     return TRAINING_DATA[model]
 
 
+def training_params(wildcards):
+    """The training section one model trains with: the control's Stage I student takes
+    control.training's overrides on top (the smoke profile gives it more steps, since three
+    steps teach a student nothing to plant); every other model trains as configured."""
+    if wildcards.model == vocab.PLANTED_MODEL:
+        return {**config["training"], **config["control"]["training"]}
+    return config["training"]
+
+
 def get_init_adapter_files(wildcards):
     init = get_init_adapter(wildcards.model)
     return [f"{init}/adapter_model.safetensors"] if init else []
@@ -189,10 +198,18 @@ def metrics_outputs(model):
 FIGURES = list(vocab.FIGURES)
 
 
+# The control pair answers the benchmark splits only: its question is whether the audit
+# and the repair see planted drift, which open-domain answers do not bear on, and leaving
+# them out spares two generation and two sorting jobs of the CPU run.
+OPEN_DOMAIN_MODELS = [
+    m for m in MODELS if m not in (vocab.PLANTED_MODEL, vocab.PLANTED_REPAIR_MODEL)
+]
+
+
 def open_domain_rates():
-    """Every model's open-domain rates: the judge's categories when the audit trusts a judge,
-    else the keyword refusal rate alone."""
-    return [f"results/open_domain/{m}.rates.csv" for m in MODELS]
+    """The open-domain rates of every model but the control pair: the judge's categories
+    when the audit trusts a judge, else the keyword refusal rate alone."""
+    return [f"results/open_domain/{m}.rates.csv" for m in OPEN_DOMAIN_MODELS]
 
 
 def get_final_outputs():

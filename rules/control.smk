@@ -19,7 +19,8 @@ rule plant_rationales:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
     params:
-        control=config["control"],
+        # All but the student's training overrides, which do not change what is planted.
+        control={k: v for k, v in config["control"].items() if k != "training"},
     script:
         "../scripts/plant_rationales.py"
 

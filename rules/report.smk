@@ -34,6 +34,7 @@ rule main_results:
     params:
         models=MODELS,
         audited=AUDITED,
+        open_domain_models=OPEN_DOMAIN_MODELS,
         protocol={
             "audit_split": AUDIT_SPLIT,
             "eval_split": EVAL_SPLIT,
@@ -79,6 +80,7 @@ rule figures:
     params:
         models=MODELS,
         audited=AUDITED,
+        open_domain_models=OPEN_DOMAIN_MODELS,
         delta=config["audit"]["delta"],
     script:
         "../scripts/figures.py"

@@ -221,7 +221,7 @@ TRAIN_RSS_BASE_MB = 3300
 
 
 def train_request(wildcards, attempt):
-    training = config["training"]
+    training = training_params(wildcards)  # the control's student may train longer
     tokens_per_step = training["batch_size"] * training["max_length"]
     if training["max_steps"] > 0:
         passes = training["max_steps"] * training["batch_size"] * training["grad_accum"]

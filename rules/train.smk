@@ -21,7 +21,7 @@ rule train_adapter:
         runtime=request_of(train_request, "runtime"),
         gpu=gpu_request(student_section()),
     params:
-        training=config["training"],
+        training=training_params,
         student=config["student"],
         load_path=student_load_path(),
         init_adapter=lambda w: get_init_adapter(w.model),

@@ -14,5 +14,6 @@ figures(
     figure_paths=list(snakemake.output),
     models=snakemake.params.models,
     audited=snakemake.params.audited,
+    open_domain_models=snakemake.params.open_domain_models,
     delta=snakemake.params.delta,
 )

@@ -14,6 +14,7 @@ main_results(
     comparison=snakemake.output.comparison,
     models=snakemake.params.models,
     audited=snakemake.params.audited,
+    open_domain_models=snakemake.params.open_domain_models,
     protocol=snakemake.params.protocol,
     audit=snakemake.params.audit,
     teacher=snakemake.params.teacher,

@@ -165,8 +165,11 @@ def test_stage_three_and_the_results(finished_run):
     comparison = (results / "tables/paper_comparison.md").read_text()
     assert "68.8" in comparison and "held-out" in comparison
     for model in ["m0", *AUDITED]:
-        rates = pd.read_csv(results / f"open_domain/{model}.rates.csv")
-        assert set(rates["subset"]) == {"all", "differentiate", "equal"}
+        rates = results / f"open_domain/{model}.rates.csv"
+        if "planted" in model:  # the control pair answers the benchmark splits only
+            assert not rates.exists(), model
+            continue
+        assert set(pd.read_csv(rates)["subset"]) == {"all", "differentiate", "equal"}
     for name in FIGURES:
         for ext in ["png", "pdf"]:
             assert (results / f"figures/{name}.{ext}").stat().st_size > 0, name
@@ -217,14 +220,18 @@ def test_the_planted_control_writes_a_consistent_table(finished_run):
     assert table.loc["screen", "n_pairs"] == 12
     for column in ("precision", "recall", "planted_rate_m_int", "planted_rate_m_dart"):
         assert table[column].dropna().between(0, 1).all(), column
-    # Recall is defined exactly when the planted student reproduced planted content somewhere.
-    truth = int(table.loc["screen", "n_planted_truth"])
-    assert pd.isna(table.loc["screen", "recall"]) == (truth == 0)
-    # Not yet asserted: recall > 0. Neither the smoke student (3 steps) nor the default one
-    # (30 steps) reproduces its plants, so there is no planted truth to find (README,
-    # results). Where there is some, combining with the judge can only lower the recall.
-    if truth:
-        assert table.loc["screen+judge", "recall"] <= table.loc["screen", "recall"] + 1e-9
+    # The control's student alone takes control.training's overrides (smoke: 20 steps).
+    steps = {
+        model: json.loads((results / f"adapters/{model}/train_config.json").read_text())["steps"]
+        for model in ("m_int", "m_int_planted")
+    }
+    assert steps == {"m_int": 3, "m_int_planted": 20}
+    # The planted student reproduces some plants on the audit split, and the screen finds
+    # them: this fails when planting, training on the plants or screening breaks.
+    assert table.loc["screen", "n_planted_truth"] > 0
+    assert table.loc["screen", "recall"] > 0
+    # Combining with the judge can only lower the recall.
+    assert table.loc["screen+judge", "recall"] <= table.loc["screen", "recall"] + 1e-9
     assert (results / "figures/control.png").stat().st_size > 0
 
 

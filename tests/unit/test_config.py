@@ -162,6 +162,11 @@ def test_misspelt_key_is_named():
         validate_config(config, SCHEMA)
 
 
+def test_control_training_takes_only_training_overrides():
+    with pytest.raises(ConfigError, match=r"control\.training\.batch_sise"):
+        validate_config(with_value("control.training.batch_sise", 4), SCHEMA)
+
+
 def test_misspelt_top_level_section_is_named():
     config = merged()
     config["studnet"] = copy.deepcopy(config["student"])
@@ -324,6 +329,12 @@ SCHEMA_REJECTS = [
     ("student.dtype", "float8"),
     ("student.device", "tpu"),
     ("generation.batch_size", 0),
+    # the planted-drift control
+    ("control.position", "middle"),
+    ("control.conditions", []),
+    ("control.weight", 0),
+    ("control.training.max_steps", 0),
+    ("control.training.lora_r", 0),
     # RationaleConfig
     ("distill.min_sentences", 0),
     ("distill.max_quote_chars", 0),

@@ -25,6 +25,9 @@ def write_planted_set(
     share: float,
     seed: int,
     benchmarks: tuple[str, ...],
+    position: str = "start",
+    conditions: tuple[str, ...] = ("diff", "equal"),
+    weight: float = 1.0,
 ) -> dict:
     """Contaminate a share of the Stage I rationales and write the training set and the plants.
 
@@ -34,11 +37,14 @@ def write_planted_set(
         planted_set: the contaminated training set, in Stage I's record format.
         planted: one record per planted text (id, benchmark, planted_text, template).
         summary: counts (JSON).
-        share, seed, benchmarks: see ``control.plant.plant_rationales``.
+        share, seed, benchmarks, position, conditions, weight: see ``control.plant.plant_rationales``.
     """
     records = read_jsonl(rationales)
     items = {item["id"]: item for item in read_jsonl(split_items)}
-    out, plants = plant_rationales(records, items, share=share, seed=seed, benchmarks=benchmarks)
+    out, plants = plant_rationales(
+        records, items, share=share, seed=seed, benchmarks=benchmarks, position=position,
+        conditions=conditions, weight=weight,
+    )  # fmt: skip
     write_jsonl(planted_set, out)
     write_jsonl(planted, plants)
     counts = {
@@ -50,6 +56,10 @@ def write_planted_set(
         "by_template": dict(Counter(p["template"] for p in plants)),
         "seed": seed,
         "benchmarks": list(benchmarks),
+        "position": position,
+        "conditions": list(conditions),
+        "weight": weight,
+        "by_condition": dict(Counter(p["condition"] for p in plants)),
     }
     write_json(summary, counts)
     logger.info("control: planted %d of %d rationales %s", len(plants), len(records), counts["by_benchmark"])
@@ -67,7 +77,10 @@ def planted_truth(
 
     A pair carries planted drift when the tuned model's analysis reproduces a planted text
     (any training plant, or the plant the templates make for the audited item itself) and
-    M0's analysis of the same item does not: content M0 already wrote is not drift.
+    M0's analysis of the same item does not: content M0 already wrote is not drift. The
+    audited item's own plants come from either condition, whichever ones were planted in
+    training: a student that carries the behaviour over to other items still repeats the
+    question's harmful content.
     """
     texts = [p["planted_text"] for p in plants]
     own = {

@@ -19,6 +19,7 @@ def plant_rationales(
     return write_planted_set(
         rationales, split_items, planted_set, planted, summary,
         share=control["share"], seed=control["seed"], benchmarks=tuple(control["benchmarks"]),
+        position=control["position"], conditions=tuple(control["conditions"]), weight=control["weight"],
     )  # fmt: skip
 
 

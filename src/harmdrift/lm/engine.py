@@ -189,11 +189,10 @@ class HFGenerator:
         # + 1) positions' logits are needed; the prompt's full-vocabulary logits never are.
         keep = max(len(o) for o in option_ids) + 1
         pairs = [(p, o) for p in prompts for o in option_ids]
-        scores: list[float] = []
-        size = batch_size or self.cfg.batch_size
+        scores: list[float] = [0.0] * len(pairs)
         with torch.inference_mode():
-            for start in range(0, len(pairs), size):
-                chunk = pairs[start : start + size]
+            for batch in self._batches([p + o for p, o in pairs], batch_size):
+                chunk = [pairs[i] for i in batch]
                 padded = self.tokenizer.pad(
                     {"input_ids": [p + o for p, o in chunk]}, return_tensors="pt", padding=True
                 )
@@ -207,14 +206,25 @@ class HFGenerator:
                 ).logits.float()
                 logprobs = logits.log_softmax(dim=-1)
                 width = logits.shape[1]
-                for row, (_, option) in enumerate(chunk):
+                for row, (index, (_, option)) in enumerate(zip(batch, chunk, strict=True)):
                     # Token t of the option is predicted at position t - 1.
                     first = width - len(option)
                     targets = torch.tensor(option, device=logprobs.device)
                     picked = logprobs[row, first - 1 : width - 1].gather(1, targets[:, None])
-                    scores.append(float(picked.sum()))
+                    scores[index] = float(picked.sum())
         n = len(options)
         return [scores[i * n : (i + 1) * n] for i in range(len(conversations))]
+
+    def _batches(self, sequences: list[list[int]], batch_size: int | None) -> list[list[int]]:
+        """Index batches for scoring; with ``sort_by_length``, of similar lengths (longest
+        first), so a batch pads to little more than its own rows need. The check set's prompts
+        hold one-line and 512-character explanations alike, so batches in file order padded
+        most rows to the longest."""
+        order = list(range(len(sequences)))
+        if self.cfg.sort_by_length:
+            order.sort(key=lambda i: len(sequences[i]), reverse=True)
+        size = batch_size or self.cfg.batch_size
+        return [order[start : start + size] for start in range(0, len(order), size)]
 
     def _score_first_tokens(
         self, prompts: list[list[int]], option_ids: list[int], batch_size: int | None
@@ -222,12 +232,11 @@ class HFGenerator:
         """Single-token options: one forward pass per prompt reads all options at once."""
         import torch
 
-        scores: list[list[float]] = []
-        size = batch_size or self.cfg.batch_size
+        scores: list[list[float]] = [[] for _ in prompts]
         with torch.inference_mode():
-            for start in range(0, len(prompts), size):
+            for batch in self._batches(prompts, batch_size):
                 padded = self.tokenizer.pad(
-                    {"input_ids": prompts[start : start + size]}, return_tensors="pt", padding=True
+                    {"input_ids": [prompts[i] for i in batch]}, return_tensors="pt", padding=True
                 )
                 mask = padded["attention_mask"].to(self.model.device)
                 logits = self.model(
@@ -237,7 +246,8 @@ class HFGenerator:
                     logits_to_keep=1,
                 ).logits.float()
                 logprobs = logits[:, -1].log_softmax(dim=-1)[:, option_ids]
-                scores += logprobs.tolist()
+                for index, row in zip(batch, logprobs.tolist(), strict=True):
+                    scores[index] = row
         return scores
 
     def eos_ids(self) -> set[int]:

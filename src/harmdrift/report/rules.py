@@ -13,16 +13,18 @@ from harmdrift.report.main_table import build_results_tables
 
 def main_results(
     *, metrics: list[str], audits: list[str], open_domain: list[str], check: str, csv: str, md: str,
-    comparison: str, models: list[str], audited: list[str], protocol: dict, audit: dict, teacher: dict,
-    student: dict,
+    comparison: str, models: list[str], audited: list[str], open_domain_models: list[str], protocol: dict,
+    audit: dict, teacher: dict, student: dict,
 ) -> pd.DataFrame:  # fmt: skip
     """Rule main_results: one row per model (accuracy, drift, open-domain rates) and the paper comparison.
 
     Args:
-        metrics, audits, open_domain: per-model inputs, in the order of ``models`` / ``audited``.
+        metrics, audits, open_domain: per-model inputs, in the order of ``models`` / ``audited`` /
+            ``open_domain_models``.
         check: the judge's check-set result.
         csv, md, comparison: the rule's outputs.
-        models, audited: every model, and the audited ones.
+        models, audited, open_domain_models: every model, the audited ones, and those that
+            answered the open-domain queries.
         protocol: the evaluation and audit splits and the protocol's name.
         audit, teacher, student: config sections, for the table's notes.
     """
@@ -49,7 +51,7 @@ def main_results(
     return build_results_tables(
         dict(zip(models, metrics, strict=True)),
         dict(zip(audited, audits, strict=True)),
-        dict(zip(models, open_domain, strict=True)) if open_domain else {},
+        dict(zip(open_domain_models, open_domain, strict=True)),
         main_csv=csv,
         main_md=md,
         comparison_md=comparison,
@@ -61,7 +63,8 @@ def main_results(
 
 def figures(
     *, main: str, metrics: list[str], audits: list[str], audit_tables: list[str], open_domain: list[str],
-    losses: list[str], figure_paths: list[str], models: list[str], audited: list[str], delta: float,
+    losses: list[str], figure_paths: list[str], models: list[str], audited: list[str],
+    open_domain_models: list[str], delta: float,
 ) -> list:  # fmt: skip
     """Rule figures: every cross-model figure (PNG and PDF) in the folder of ``figure_paths``."""
     return plot_all(
@@ -69,7 +72,7 @@ def figures(
         dict(zip(models, metrics, strict=True)),
         dict(zip(audited, audits, strict=True)),
         dict(zip(audited, audit_tables, strict=True)),
-        dict(zip(models, open_domain, strict=True)) if open_domain else {},
+        dict(zip(open_domain_models, open_domain, strict=True)),
         dict(zip(audited, losses, strict=True)),
         Path(figure_paths[0]).parent,
         delta=delta,

@@ -219,6 +219,18 @@ def test_single_token_options_take_one_pass_and_agree_with_the_general_path(tiny
         assert row_fast == pytest.approx(row_general[: len(singles)], abs=1e-3)
 
 
+@pytest.mark.parametrize("options", [["yes", "no"], ["yes", "the law"]])
+def test_length_sorted_scoring_returns_scores_in_input_order(tiny_model, options):
+    # Conversations of very different lengths, so sorting reorders them across batches.
+    conversations = [CONVERSATIONS[0], [{"role": "user", "content": "word " * 60}], *CONVERSATIONS[1:4]]
+    by_length = make(tiny_model, batch_size=2, sort_by_length=True).score_options(conversations, options)
+    in_order = make(tiny_model, batch_size=2, sort_by_length=False).score_options(conversations, options)
+    one_by_one = [make(tiny_model, batch_size=1).score_options([c], options)[0] for c in conversations]
+    for got, unsorted, alone in zip(by_length, in_order, one_by_one, strict=True):
+        assert got == pytest.approx(alone, abs=1e-3)
+        assert unsorted == pytest.approx(alone, abs=1e-3)
+
+
 MANY = CONVERSATIONS * 3
 MANY_KEYS = [f"f{i}" for i in range(len(MANY))]
 

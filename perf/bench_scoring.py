@@ -1,0 +1,96 @@
+"""Benchmark: the local judge's likelihood scoring on the default check set, length-sorted
+batches against batches in file order, same process.
+
+The judge check asks the embedded judge the drift question on every check pair in both
+orders and reads the answer off the next token's probabilities. Its prompts hold one-line
+and 512-character explanations alike, so a batch in file order pads most rows to its
+longest one; sorting by length first (``sort_by_length``, on by default) pads little.
+
+Builds the default profile's audit split and check pairs in memory (nothing is written),
+runs the judge's real path (``audit.judge.ask_judge``, drift field only, no reason) twice on
+one loaded model, prints both wall times, their ratio, and whether the verdicts agree.
+Nothing is asserted: machines are noisy.
+
+    python perf/bench_scoring.py --model results/models/smollm2-135m-instruct  # 120 pairs
+    python perf/bench_scoring.py --pairs 40                                    # a quicker look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+from bench_pipeline import cpu_info  # perf/ is on sys.path when run as a script
+
+from harmdrift.audit.check_pairs import build_check_pairs
+from harmdrift.audit.check_set import DRIFT_ONLY
+from harmdrift.audit.judge import TEMPLATE_SLOTS, ask_judge
+from harmdrift.config import chat_backend, judge_config, validate_config
+from harmdrift.core.prompts import load_template
+from harmdrift.data.load import load_benchmarks
+from harmdrift.data.splits import SplitConfig, make_splits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_config() -> dict:
+    with open(ROOT / "config/config.yaml", encoding="utf-8") as fh:
+        return validate_config(yaml.safe_load(fh), ROOT / "config/schema.yaml")
+
+
+def check_pairs(config: dict, limit: int | None) -> list[dict]:
+    data = config["data"]
+    items = load_benchmarks(ROOT / data["dir"], data["benchmarks"])
+    val = make_splits(items, SplitConfig(**data["split"]))["val"]
+    built = config["audit"]["check_set"]
+    pairs = build_check_pairs(val, per_kind=built["per_kind"], seed=built["seed"])
+    return pairs[:limit] if limit else pairs
+
+
+def timed_verdicts(backend, pairs, template, cfg, sort: bool) -> tuple[float, list]:
+    generator = backend._load()
+    generator.cfg = replace(generator.cfg, sort_by_length=sort)
+    started = time.perf_counter()
+    verdicts = ask_judge(backend, pairs, template, cfg, key_prefix=f"bench{sort}:", fields=DRIFT_ONLY,
+                         want_reason=False)  # fmt: skip
+    return time.perf_counter() - started, verdicts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=None, help="judge only the first N check pairs")
+    parser.add_argument(
+        "--model", default="results/models/smollm2-135m-instruct",
+        help="the judge's model folder (the embedded one: snakemake --cores 1 <this folder>)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    os.chdir(ROOT)  # the config's paths are relative to the workflow folder
+    config = default_config()
+    # Every verdict is computed, none read back.
+    judge = {**config["audit"]["judge"], "model": str(Path(args.model).resolve()), "cache": False}
+    cfg = judge_config(judge)
+    backend = chat_backend(judge, None)
+    pairs = check_pairs(config, args.pairs)
+    template = load_template(ROOT / "config/prompts/judge_drift.txt", TEMPLATE_SLOTS)
+    print(f"cpu: {cpu_info()}")
+    print(f"{len(pairs)} check pairs, both orders, judge {judge['model']} batch {judge['batch_size']}")
+    timed_verdicts(backend, pairs[:4], template, cfg, sort=True)  # load and warm up once
+    unsorted_s, unsorted = timed_verdicts(backend, pairs, template, cfg, sort=False)
+    sorted_s, by_length = timed_verdicts(backend, pairs, template, cfg, sort=True)
+    same = sum(
+        a[order]["drift"] == b[order]["drift"]
+        for a, b in zip(unsorted, by_length, strict=True)
+        for order in ("ab", "ba")
+    )
+    print(f"file order:     {unsorted_s:7.1f} s")
+    print(f"length-sorted:  {sorted_s:7.1f} s")
+    print(f"ratio:          {unsorted_s / sorted_s:7.2f}x")
+    print(f"verdicts equal: {same} of {2 * len(pairs)}")
+
+
+if __name__ == "__main__":
+    main()
