@@ -7,7 +7,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from harmdrift.control.plant import candidate_texts, plant_rationales
+from harmdrift.control.plant import CONDITIONS, candidate_texts, plant_rationales
 from harmdrift.control.table import COLUMNS, control_rows
 from harmdrift.control.truth import PlantedIndex, planted_rate
 from harmdrift.core.io import DataError, parse_bool, read_jsonl, write_json, write_jsonl
@@ -26,7 +26,7 @@ def write_planted_set(
     seed: int,
     benchmarks: tuple[str, ...],
     position: str = "start",
-    conditions: tuple[str, ...] = ("diff", "equal"),
+    conditions: tuple[str, ...] = CONDITIONS,
     weight: float = 1.0,
 ) -> dict:
     """Contaminate a share of the Stage I rationales and write the training set and the plants.

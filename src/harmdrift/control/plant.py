@@ -240,11 +240,15 @@ def _rank(seed: int, key: str) -> str:
 POSITIONS = ("start", "end")
 
 
+def _check_position(position: str) -> None:
+    if position not in POSITIONS:
+        raise ValueError(f"control position must be one of {POSITIONS}, got {position!r}")
+
+
 def insert_planted(text: str, sentence: str, position: str = "start") -> str:
     """The text with ``sentence`` put at the start or the end of its analysis, the final
     conclusion line untouched."""
-    if position not in POSITIONS:
-        raise ValueError(f"control position must be one of {POSITIONS}, got {position!r}")
+    _check_position(position)
     tail = _CONCLUSION_TAIL.search(text)
     if tail is None:
         raise ValueError("the text does not end with a 'Conclusion: YES' / 'Conclusion: NO' line")
@@ -291,8 +295,7 @@ def plant_rationales(
     unknown = sorted(set(benchmarks) - set(PLANTABLE_BENCHMARKS))
     if unknown:
         raise ValueError(f"control: cannot plant {unknown}; plantable: {PLANTABLE_BENCHMARKS}")
-    if position not in POSITIONS:
-        raise ValueError(f"control position must be one of {POSITIONS}, got {position!r}")
+    _check_position(position)  # before any record is touched
     if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight > 0:
         raise ValueError(f"control weight must be a number > 0, got {weight!r}")
     if not conditions or set(conditions) - set(CONDITIONS):

@@ -189,12 +189,13 @@ class HFGenerator:
         # + 1) positions' logits are needed; the prompt's full-vocabulary logits never are.
         keep = max(len(o) for o in option_ids) + 1
         pairs = [(p, o) for p in prompts for o in option_ids]
+        sequences = [p + o for p, o in pairs]
         scores: list[float] = [0.0] * len(pairs)
         with torch.inference_mode():
-            for batch in self._batches([p + o for p, o in pairs], batch_size):
+            for batch in self._batches(sequences, batch_size):
                 chunk = [pairs[i] for i in batch]
                 padded = self.tokenizer.pad(
-                    {"input_ids": [p + o for p, o in chunk]}, return_tensors="pt", padding=True
+                    {"input_ids": [sequences[i] for i in batch]}, return_tensors="pt", padding=True
                 )
                 mask = padded["attention_mask"].to(self.model.device)
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)
