@@ -21,7 +21,7 @@ def make_scorer(cfg: ScorerConfig, cache_dir: str | Path | None = None) -> Toxic
     """The scorer ``cfg`` describes, with its label checked; wrapped in a :class:`CachedScorer`
     when ``cfg.cache`` is on and a ``cache_dir`` is given."""
     if cfg.kind == "embedded":
-        scorer: ToxicityScorer = EmbeddedToxicityScorer(batch_size=cfg.batch_size)
+        scorer: ToxicityScorer = EmbeddedToxicityScorer()
         check_label(cfg.label, scorer.labels, "the embedded scorer")
     elif cfg.kind == "detoxify":
         scorer = DetoxifyScorer(cfg)

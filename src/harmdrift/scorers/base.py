@@ -41,7 +41,7 @@ class ScorerConfig:
         model: for "hf", a model id or local folder; for "detoxify", the variant
             ("original", "unbiased", "multilingual", ...; None means "original").
         checkpoint: for "detoxify", a local checkpoint file, so nothing is downloaded.
-        batch_size: texts per forward pass.
+        batch_size: texts per forward pass (hf, detoxify; the embedded scorer takes one at a time).
         device: "cpu", "cuda" or "auto" (cuda when available).
         max_length: for "hf", texts are truncated at this many tokens.
         cache: whether scores are kept in the SQLite cache between runs.

@@ -136,17 +136,23 @@ def load_keras_weights(network, weights_path: str | Path) -> None:
 
 
 class EmbeddedToxicityScorer:
-    """Texts in, the six Jigsaw label scores out, batched, on CPU."""
+    """Texts in, the six Jigsaw label scores out, one text per forward pass, on CPU.
+
+    Why not batched: the LSTM kernels take different paths for different batch sizes, which
+    moves the last bits of a score. Behind the shared score cache, the texts a job still has to
+    score (and so its batch sizes) depend on which jobs ran before it, so batched scores made the
+    audit tables depend on job order (the SLURM run's ``score_base`` differed from the local
+    run's). Alone, a text costs under a millisecond on two cores.
+    """
 
     name = "embedded"
     labels = LABELS
 
-    def __init__(self, batch_size: int = 64) -> None:
+    def __init__(self) -> None:
         weights, tokenizer = package_files()
         self.tokenizer = KerasWordTokenizer(tokenizer)
         self.network = build_network().eval()
         load_keras_weights(self.network, weights)
-        self.batch_size = batch_size
 
     def describe(self) -> dict:
 
@@ -158,17 +164,18 @@ class EmbeddedToxicityScorer:
             "package": PACKAGE,
             "weights_sha256": file_sha256(weights),
             "tokenizer_sha256": file_sha256(tokenizer),
+            # Scores from the earlier batched scorer differ in the last bits: keep their cache keys apart.
+            "batching": "per-text",
         }
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
-        """One ``{label: probability}`` per text."""
+        """One ``{label: probability}`` per text; a text's score never depends on the others."""
         import torch
 
         results: list[dict[str, float]] = []
         with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                chunk = texts[start : start + self.batch_size]
-                ids = torch.tensor(pad_front([self.tokenizer.to_ids(t) for t in chunk]))
-                for row in self.network(ids).tolist():
-                    results.append(dict(zip(LABELS, row, strict=True)))
+            for text in texts:
+                ids = torch.tensor(pad_front([self.tokenizer.to_ids(text)]))
+                (row,) = self.network(ids).tolist()
+                results.append(dict(zip(LABELS, row, strict=True)))
         return results

@@ -15,7 +15,7 @@ REFERENCE = json.loads((Path(__file__).parents[2] / "data" / "toxicity_reference
 
 @pytest.fixture(scope="module")
 def scorer() -> EmbeddedToxicityScorer:
-    return EmbeddedToxicityScorer(batch_size=3)
+    return EmbeddedToxicityScorer()
 
 
 def test_matches_the_keras_model(scorer):
@@ -52,3 +52,11 @@ def test_provenance_names_the_files(scorer):
     described = scorer.describe()
     assert described["package"] == "toxic-comment-classifier==0.3.0"
     assert len(described["weights_sha256"]) == 64
+
+
+def test_a_texts_score_does_not_depend_on_the_texts_beside_it(scorer):
+    # Behind the cache, the texts scored together depend on job order; scores must not.
+    texts = [REFERENCE["texts"][0], *(f"reply number {n} says the answer is no" for n in range(70))]
+    together = scorer.score(texts)
+    assert scorer.score(texts[:1]) == together[:1]
+    assert scorer.score(texts[:1] + texts[40:45]) == together[:1] + together[40:45]
