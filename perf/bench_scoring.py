@@ -1,14 +1,19 @@
-"""Benchmark: the local judge's likelihood scoring on the default check set, length-sorted
-batches against batches in file order, same process.
+"""Benchmark: the local judge's likelihood scoring on the default check set, the engine's way
+against batches in file order with every prompt run whole, same process.
 
 The judge check asks the embedded judge the drift question on every check pair in both
-orders and reads the answer off the next token's probabilities. Its prompts hold one-line
-and 512-character explanations alike, so a batch in file order pads most rows to its
-longest one; sorting by length first (``sort_by_length``, on by default) pads little.
+orders and reads the answer off the next token's probabilities. Two things make it cheaper:
+- Its prompts hold one-line and 512-character explanations alike, so a batch in file order
+  pads most rows to its longest one; sorting by length first (``sort_by_length``, on by
+  default) pads little.
+- The judge template's instructions come first, so every prompt starts with the same few
+  hundred tokens; the engine runs them once per batch and shares their KV cache.
 
 Builds the default profile's audit split and check pairs in memory (nothing is written),
-runs the judge's real path (``audit.judge.ask_judge``, drift field only, no reason) twice on
-one loaded model, prints both wall times, their ratio, and whether the verdicts agree.
+runs the judge's real path (``audit.judge.ask_judge``, drift field only, no reason) three
+times on one loaded model: file order without sharing (the baseline), length-sorted without
+sharing, and length-sorted with sharing (the default). Prints each wall time, its ratio to
+the baseline, the share of prompt tokens that are shared, and whether the verdicts agree.
 Nothing is asserted: machines are noisy.
 
     python perf/bench_scoring.py --model results/models/smollm2-135m-instruct  # 120 pairs
@@ -28,13 +33,20 @@ from bench_pipeline import cpu_info  # perf/ is on sys.path when run as a script
 
 from harmdrift.audit.check_pairs import build_check_pairs
 from harmdrift.audit.check_set import DRIFT_ONLY
-from harmdrift.audit.judge import TEMPLATE_SLOTS, ask_judge
+from harmdrift.audit.judge import ORDERS, TEMPLATE_SLOTS, ask_judge, judge_messages
 from harmdrift.config import chat_backend, judge_config, validate_config
 from harmdrift.core.prompts import load_template
 from harmdrift.data.load import load_benchmarks
 from harmdrift.data.splits import SplitConfig, make_splits
+from harmdrift.lm import engine
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MIN_SHARED = engine.MIN_SHARED_PREFIX
+MODES = {  # name: (sort_by_length, share the common prefix)
+    "file order, whole prompts (baseline)": (False, False),
+    "length-sorted, whole prompts": (True, False),
+    "length-sorted, shared prefix (default)": (True, True),
+}
 
 
 def default_config() -> dict:
@@ -51,13 +63,32 @@ def check_pairs(config: dict, limit: int | None) -> list[dict]:
     return pairs[:limit] if limit else pairs
 
 
-def timed_verdicts(backend, pairs, template, cfg, sort: bool) -> tuple[float, list]:
+def timed_verdicts(backend, pairs, template, cfg, sort: bool, share: bool) -> tuple[float, list]:
     generator = backend._load()
     generator.cfg = replace(generator.cfg, sort_by_length=sort)
+    # A threshold no prefix reaches turns sharing off.
+    engine.MIN_SHARED_PREFIX = DEFAULT_MIN_SHARED if share else 10**9
     started = time.perf_counter()
-    verdicts = ask_judge(backend, pairs, template, cfg, key_prefix=f"bench{sort}:", fields=DRIFT_ONLY,
+    verdicts = ask_judge(backend, pairs, template, cfg, key_prefix=f"bench{sort}{share}:", fields=DRIFT_ONLY,
                          want_reason=False)  # fmt: skip
     return time.perf_counter() - started, verdicts
+
+
+def shared_share(backend, pairs, template) -> float:
+    """Shared leading tokens over all prompt tokens, for the check set's prompts as sorted batches."""
+    generator = backend._load()
+    prompts = [
+        generator.tokenizer(
+            generator.render(judge_messages(pair, template, order)), add_special_tokens=False
+        )["input_ids"]
+        for order in ORDERS
+        for pair in pairs
+    ]
+    shared = sum(
+        generator._shared_length([prompts[i] for i in batch], 1) * len(batch)
+        for batch in generator._batches(prompts, None)
+    )
+    return shared / sum(map(len, prompts))
 
 
 def main() -> None:
@@ -78,18 +109,18 @@ def main() -> None:
     template = load_template(ROOT / "config/prompts/judge_drift.txt", TEMPLATE_SLOTS)
     print(f"cpu: {cpu_info()}")
     print(f"{len(pairs)} check pairs, both orders, judge {judge['model']} batch {judge['batch_size']}")
-    timed_verdicts(backend, pairs[:4], template, cfg, sort=True)  # load and warm up once
-    unsorted_s, unsorted = timed_verdicts(backend, pairs, template, cfg, sort=False)
-    sorted_s, by_length = timed_verdicts(backend, pairs, template, cfg, sort=True)
-    same = sum(
-        a[order]["drift"] == b[order]["drift"]
-        for a, b in zip(unsorted, by_length, strict=True)
-        for order in ("ab", "ba")
-    )
-    print(f"file order:     {unsorted_s:7.1f} s")
-    print(f"length-sorted:  {sorted_s:7.1f} s")
-    print(f"ratio:          {unsorted_s / sorted_s:7.2f}x")
-    print(f"verdicts equal: {same} of {2 * len(pairs)}")
+    timed_verdicts(backend, pairs[:4], template, cfg, sort=True, share=True)  # load and warm up once
+    print(f"shared prefix:  {shared_share(backend, pairs, template):.1%} of prompt tokens")
+    results = {name: timed_verdicts(backend, pairs, template, cfg, *mode) for name, mode in MODES.items()}
+    base_s, base_verdicts = next(iter(results.values()))
+    for name, (seconds, verdicts) in results.items():
+        same = sum(
+            a[order]["drift"] == b[order]["drift"]
+            for a, b in zip(base_verdicts, verdicts, strict=True)
+            for order in ORDERS
+        )
+        ratio = base_s / seconds
+        print(f"{name:40s} {seconds:7.1f} s  {ratio:5.2f}x  verdicts equal {same} of {2 * len(pairs)}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ prompts with continuous batching, per-item seeded sampling and early stops."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from harmdrift.lm.forced import ForcedChoice, ForcedScorer
 from harmdrift.lm.sampler import TokenSampler
 
 logger = logging.getLogger(__name__)
+
+# Fewer shared leading tokens than this are not worth a forward pass of their own.
+MIN_SHARED_PREFIX = 16
 
 
 @dataclass(frozen=True)
@@ -193,22 +197,11 @@ class HFGenerator:
         scores: list[float] = [0.0] * len(pairs)
         with torch.inference_mode():
             for batch in self._batches(sequences, batch_size):
-                chunk = [pairs[i] for i in batch]
-                padded = self.tokenizer.pad(
-                    {"input_ids": [sequences[i] for i in batch]}, return_tensors="pt", padding=True
-                )
-                mask = padded["attention_mask"].to(self.model.device)
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                logits = self.model(
-                    input_ids=padded["input_ids"].to(self.model.device),
-                    attention_mask=mask,
-                    position_ids=positions,
-                    logits_to_keep=keep,
-                ).logits.float()
-                logprobs = logits.log_softmax(dim=-1)
-                width = logits.shape[1]
-                for row, (index, (_, option)) in enumerate(zip(batch, chunk, strict=True)):
+                logprobs = self._tail_logits([sequences[i] for i in batch], keep).log_softmax(dim=-1)
+                width = logprobs.shape[1]
+                for row, index in enumerate(batch):
                     # Token t of the option is predicted at position t - 1.
+                    option = pairs[index][1]
                     first = width - len(option)
                     targets = torch.tensor(option, device=logprobs.device)
                     picked = logprobs[row, first - 1 : width - 1].gather(1, targets[:, None])
@@ -236,20 +229,53 @@ class HFGenerator:
         scores: list[list[float]] = [[] for _ in prompts]
         with torch.inference_mode():
             for batch in self._batches(prompts, batch_size):
-                padded = self.tokenizer.pad(
-                    {"input_ids": [prompts[i] for i in batch]}, return_tensors="pt", padding=True
-                )
-                mask = padded["attention_mask"].to(self.model.device)
-                logits = self.model(
-                    input_ids=padded["input_ids"].to(self.model.device),
-                    attention_mask=mask,
-                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                    logits_to_keep=1,
-                ).logits.float()
+                logits = self._tail_logits([prompts[i] for i in batch], 1)
                 logprobs = logits[:, -1].log_softmax(dim=-1)[:, option_ids]
                 for index, row in zip(batch, logprobs.tolist(), strict=True):
                     scores[index] = row
         return scores
+
+    def _tail_logits(self, sequences: list[list[int]], keep: int):
+        """Float logits of the last ``keep`` positions of each sequence, as one left-padded batch.
+
+        The rows' common leading tokens run once and every row attends to that one KV cache:
+        the judge's prompts share their whole instruction block, which is most of each prompt.
+        Left padding goes between the shared part and each row's own tokens, where the
+        attention mask hides it. Results equal a plain padded pass up to float rounding.
+        """
+        import torch
+
+        device = self.model.device
+        shared = self._shared_length(sequences, keep)
+        cache = None
+        if shared:
+            head = torch.tensor([sequences[0][:shared]], device=device)
+            cache = self.model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
+            cache.batch_repeat_interleave(len(sequences))
+        padded = self.tokenizer.pad(
+            {"input_ids": [s[shared:] for s in sequences]}, return_tensors="pt", padding=True
+        )
+        own = padded["attention_mask"].to(device)
+        mask = torch.cat([own.new_ones(own.shape[0], shared), own], dim=1)
+        return self.model(
+            input_ids=padded["input_ids"].to(device),
+            attention_mask=mask,
+            position_ids=shared + (own.cumsum(-1) - 1).clamp(min=0),
+            past_key_values=cache,
+            use_cache=cache is not None,
+            logits_to_keep=keep,
+        ).logits.float()
+
+    def _shared_length(self, sequences: list[list[int]], keep: int) -> int:
+        """How many leading tokens the rows share and :meth:`_tail_logits` runs once: 0 when
+        it would not pay (a short prefix or a single row) or the cache is not plain attention.
+        Each row keeps at least ``keep`` tokens of its own, the positions whose logits are read."""
+        if len(sequences) < 2:
+            return 0
+        shared = min(len(os.path.commonprefix(sequences)), min(map(len, sequences)) - keep)
+        if shared < MIN_SHARED_PREFIX or not self._can_refill():
+            return 0
+        return shared
 
     def eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id

@@ -231,6 +231,43 @@ def test_length_sorted_scoring_returns_scores_in_input_order(tiny_model, options
         assert unsorted == pytest.approx(alone, abs=1e-3)
 
 
+# A judge-like block of instructions ahead of each row's own text: far more than MIN_SHARED_PREFIX tokens.
+INSTRUCTIONS = "decide whether the law treats the groups the same or differently and answer yes or no " * 3
+SHARED = [[{"role": "user", "content": INSTRUCTIONS + c[0]["content"]}] for c in CONVERSATIONS]
+
+
+@pytest.mark.parametrize("options", [["yes", "no"], ["yes", "the law"]])
+def test_a_shared_prefix_runs_once_and_changes_no_score(tiny_model, options, monkeypatch):
+    gen = make(tiny_model, batch_size=5)
+    # An exact repeat of a row and a row that is another's prefix bound the shared part from above.
+    conversations = [*SHARED, SHARED[2], [{"role": "user", "content": INSTRUCTIONS.strip()}]]
+    prompts = [gen.tokenizer(gen.render(c), add_special_tokens=False)["input_ids"] for c in conversations]
+    assert gen._shared_length(prompts, 2) > 30
+    heads = []
+    forward = gen.model.forward
+
+    def counting(*args, **kwargs):
+        heads.append(kwargs["input_ids"].shape)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(gen.model, "forward", counting)
+    shared = gen.score_options(conversations, options)
+    monkeypatch.undo()
+    # One pass over the shared tokens (a single row) ahead of each batch's own pass.
+    assert any(shape[0] == 1 and shape[1] > 30 for shape in heads), heads
+    alone = [gen.score_options([c], options)[0] for c in conversations]
+    for got, want in zip(shared, alone, strict=True):
+        assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_no_shared_prefix_for_one_row_or_a_short_common_start(tiny_model):
+    gen = make(tiny_model)
+    assert gen._shared_length([[1, 2, 3] * 20], 1) == 0
+    assert gen._shared_length([[1, 2, 3, 4, 5], [1, 2, 3, 9, 9]], 1) == 0
+    # Every row keeps `keep` tokens of its own: a row of 20 tokens shares at most 20 - keep.
+    assert gen._shared_length([list(range(20)), list(range(40))], 3) == 17
+
+
 MANY = CONVERSATIONS * 3
 MANY_KEYS = [f"f{i}" for i in range(len(MANY))]
 
