@@ -279,6 +279,8 @@ def generation_paths(run: Path, jobs: list[Job], rates: dict) -> list[dict]:
         log_path = run / job.log[0] if job.log else None
         log_text = log_path.read_text() if log_path and log_path.exists() else ""
         decoded = GEN_LOG.search(log_text)
+        if decoded is None:  # decoded nothing: resumed, or an identical job's replies reused
+            continue
         ids = _prompt_ids(records, model_dir, tokenizers)  # tokenised once, for both counts
         prompt = _prompt_tokens(records, log_text, ids)
         new = sum(r["n_new_tokens"] for r in records)
@@ -291,7 +293,7 @@ def generation_paths(run: Path, jobs: list[Job], rates: dict) -> list[dict]:
         g["prompt_tokens"] += prompt
         g["shared_prefix_tokens"] += shared_prefix_tokens(ids) * len(records)
         g["new_tokens"] += new
-        g["seconds"] += float(decoded.group(3)) if decoded else job.wall or 0.0
+        g["seconds"] += float(decoded.group(3))
         g["flop"] += 2.0 * n * (prompt + new)
         g["dtype"] = (records[0].get("decoding") or {}).get("dtype", "float32") if records else "float32"
     out = []

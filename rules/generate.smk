@@ -24,5 +24,6 @@ rule generate_answers:
         load_path=student_load_path(),
         adapter=lambda w: get_adapter(w.model),
         generation=generation_params,
+        cache_dir=config["cache_dir"],
     script:
         "../scripts/generate_answers.py"

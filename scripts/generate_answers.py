@@ -15,4 +15,5 @@ generate_answers(
     load_path=snakemake.params.load_path,
     adapter=snakemake.params.adapter,
     threads=snakemake.threads,
+    cache_dir=snakemake.params.cache_dir,
 )

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harmdrift.core.decoding import GenParams
-from harmdrift.core.io import DataError, iter_jsonl, read_jsonl, write_jsonl
+from harmdrift.core.io import DataError, canonical_json, iter_jsonl, read_jsonl, write_jsonl
 from harmdrift.core.parsing import ParseResult, conclusion_written, mc_answer_written, parse_binary, parse_mc
 from harmdrift.core.prompts import build_messages, load_template
+from harmdrift.core.store import KeyValueStore
 from harmdrift.core.vocab import FRAMINGS
-from harmdrift.lm.engine import HFGenerator
+from harmdrift.lm.engine import Generation, HFGenerator
 from harmdrift.lm.forced import ForcedChoice, forced_prediction
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,42 @@ def fingerprint(provenance: dict, decoding: dict, prompt_text: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class ReplyReuse:
+    """Where a whole job's replies are kept for an identical later job.
+
+    ``weights`` names the base model and the adapter by content (hashes, a commit), never by
+    path: a repair round with nothing to repair keeps its parent's adapter as a copy, and the
+    copy's job then reads the parent's replies instead of decoding them again.
+    """
+
+    store: KeyValueStore
+    weights: dict
+
+
+def job_key(weights: dict, decoding: dict, items: list[dict], prompt_texts: list[str]) -> str:
+    """Everything a job's replies depend on: weights, decoding, and every prompt in order.
+
+    The whole job, not each item: the batches a prompt is decoded in nudge its logits, so only
+    an identical job is sure to give identical replies.
+    """
+    prompts = [[item["id"], text] for item, text in zip(items, prompt_texts, strict=True)]
+    return hashlib.sha256(canonical_json([weights, decoding, prompts]).encode("utf-8")).hexdigest()
+
+
+def _stored_replies(records: list[dict]) -> dict[str, dict]:
+    """What a record holds of its generation, enough to build the record again."""
+    return {
+        r["id"]: {
+            "text": r["raw_output"],
+            "n_new_tokens": r["n_new_tokens"],
+            "finish_reason": r["finish_reason"],
+            "forced_scores": r.get("forced_scores"),
+        }
+        for r in records
+    }
+
+
 def _load_checkpoint(path: Path, wanted: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, dict]:
     """Records from an earlier, interrupted run that still match their fingerprint.
 
@@ -111,6 +148,7 @@ def generate_answers(
     cfg: AnswerConfig,
     generator: HFGenerator,
     provenance: dict,
+    reuse: ReplyReuse | None = None,
 ) -> dict:
     """Answer every item in ``items_path`` and write the records to ``out_path``.
 
@@ -121,6 +159,7 @@ def generate_answers(
         cfg: framing, model name and decoding settings.
         generator: a loaded model.
         provenance: the model's provenance record, copied into every row.
+        reuse: where replies of identical jobs are kept (None: always decode).
 
     Returns:
         Counts: items, reused from checkpoint, parse statuses, finish reasons.
@@ -160,6 +199,7 @@ def generate_answers(
     forced_fields = ("forced_prediction", "forced_scores") if cfg.forced is not None else ()
     done = _load_checkpoint(checkpoint, prints, forced_fields)
     todo = [i for i, item in enumerate(items) if item["id"] not in done]
+    resumed = len(items) - len(todo)
     stop = stop_check(cfg.framing) if cfg.stop_at_answer else None
 
     def record_for(index: int, generation) -> dict:
@@ -199,7 +239,12 @@ def generate_answers(
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
             sink.flush()
 
-        if todo:
+        key = job_key(reuse.weights, decoding, items, prompt_texts) if reuse else None
+        reused = reuse.store.get_many([key]).get(key) if reuse and todo else None
+        if reused is not None:
+            save_batch(list(range(len(todo))), [Generation(**reused[items[i]["id"]]) for i in todo])
+            logger.info("reused the replies of an identical earlier job (same weights, decoding, prompts)")
+        elif todo:
             # Passed only when on, so generators without forced choice keep working.
             extra = {"forced": cfg.forced} if cfg.forced is not None else {}
             generator.generate(
@@ -212,11 +257,15 @@ def generate_answers(
                 **extra,
             )
     records = [done[item["id"]] for item in items]
+    # A resumed job decoded its rest in other batches than a fresh one would: not kept.
+    if reuse is not None and reused is None and resumed == 0:
+        reuse.store.put_many([(key, _stored_replies(records))])
     write_jsonl(out_path, records)
     checkpoint.unlink(missing_ok=True)
     summary = {
         "items": len(records),
-        "reused_from_checkpoint": len(items) - len(todo),
+        "reused_from_checkpoint": resumed,
+        "reused_from_identical_job": len(items) - resumed if reused is not None else 0,
         "parse_status": dict(Counter(r["parse_status"] for r in records)),
         "finish_reason": dict(Counter(r["finish_reason"] for r in records)),
     }

@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
+from pathlib import Path
 
 from harmdrift.config import gen_params, hf_model_config
+from harmdrift.core.io import file_sha256
 from harmdrift.core.runtime import set_threads
-from harmdrift.generate.answers import AnswerConfig
+from harmdrift.core.store import KeyValueStore
+from harmdrift.generate.answers import AnswerConfig, ReplyReuse
 from harmdrift.generate.answers import generate_answers as answer_split
 from harmdrift.lm.engine import HFGenerator
 from harmdrift.lm.forced import ForcedChoice
 from harmdrift.lm.refs import model_provenance, parse_model_spec
 
 logger = logging.getLogger(__name__)
+
+REPLIES_FILE = "replies.sqlite"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def adapter_sha256(folder: str) -> str:
+    """One hash over an adapter's config and weights files (not its logs or loss curve)."""
+    digest = hashlib.sha256()
+    for file in sorted(Path(folder).glob("adapter_*")):
+        digest.update(file.name.encode())
+        digest.update(file_sha256(file).encode())
+    return digest.hexdigest()
+
+
+def weights_identity(provenance: dict, adapter: str | None) -> dict | None:
+    """The weights by content, for reusing replies; None when they have no fixed identity
+    (a hub model on a branch such as main, which can move between runs)."""
+    if provenance.get("kind") == "hub" and not _COMMIT.fullmatch(str(provenance.get("revision"))):
+        return None
+    import torch
+    import transformers
+
+    base = {k: v for k, v in provenance.items() if k != "adapter"}
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
+    return {"base": base, "adapter_sha256": adapter_sha256(adapter) if adapter else None, **versions}
+
+
+def reply_reuse(generation: dict, cache_dir: str | None, provenance: dict, adapter: str | None):
+    """Where this job may find (and leaves) the replies of an identical job, or None."""
+    weights = weights_identity(provenance, adapter)
+    if not generation.get("cache", True) or cache_dir is None or weights is None:
+        return None
+    return ReplyReuse(KeyValueStore(Path(cache_dir) / REPLIES_FILE, "replies"), weights)
 
 
 def generate_answers(
@@ -27,6 +65,7 @@ def generate_answers(
     load_path: str,
     adapter: str | None = None,
     threads: int | None = None,
+    cache_dir: str | None = None,
 ) -> dict:
     """Rule generate_answers: one model answers one split in one framing.
 
@@ -39,6 +78,8 @@ def generate_answers(
         load_path: what ``from_pretrained`` takes (converted folder, local folder or hub id).
         adapter: LoRA adapter folder, or None for the base model.
         threads: CPU threads torch may use (the job's Snakemake threads).
+        cache_dir: where an identical job's replies are looked up and this job's are kept
+            (with ``generation.cache``); None decodes every time.
     """
     set_threads(threads)
     spec = parse_model_spec(student["model"], key="student.model")
@@ -57,5 +98,8 @@ def generate_answers(
         provenance = {**provenance, "adapter": adapter}
     logger.info("model %s: %s", model, provenance)
     logger.info("decoding: %s, batch_size=%d", cfg.params, model_cfg.batch_size)
+    reuse = reply_reuse(generation, cache_dir, provenance, adapter)
     generator = HFGenerator(model_cfg)
-    return answer_split(split_items, template, answers, cfg=cfg, generator=generator, provenance=provenance)
+    return answer_split(
+        split_items, template, answers, cfg=cfg, generator=generator, provenance=provenance, reuse=reuse
+    )

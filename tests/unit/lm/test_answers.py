@@ -283,3 +283,91 @@ def test_forced_choice_with_a_real_model(paths, tiny_model):
         scores = record["forced_scores"]
         assert set(scores) == {"YES", "NO"} and all(v < 0 for v in scores.values())
         assert record["forced_prediction"] == max(scores, key=scores.get)
+
+
+# ---------------------------------------------------------------- replies of an identical job
+
+
+def _reuse(tmp_path, adapter_hash="a" * 64):
+    from harmdrift.core.store import KeyValueStore
+    from harmdrift.generate.answers import ReplyReuse
+
+    store = KeyValueStore(tmp_path / "cache" / "replies.sqlite", "replies")
+    return ReplyReuse(store, {"base": PROV, "adapter_sha256": adapter_hash})
+
+
+def test_an_identical_job_reads_the_earlier_replies_and_writes_its_own_records(paths, tmp_path):
+    items, template, out = paths
+    first = ScriptedGenerator(REPLIES)
+    generate_answers(
+        items, template, out, cfg=FORCED, generator=first, provenance=PROV, reuse=_reuse(tmp_path)
+    )
+    copy_out = out.with_name("copy.binary.jsonl")
+    copy_cfg = AnswerConfig(
+        framing="binary", model_name="m_dart", params=FORCED.params, forced=ForcedChoice()
+    )
+    copy_prov = {**PROV, "adapter": "results/adapters/m_dart"}
+    second = ScriptedGenerator({})  # would fail on any item it is asked
+    summary = generate_answers(
+        items,
+        template,
+        copy_out,
+        cfg=copy_cfg,
+        generator=second,
+        provenance=copy_prov,
+        reuse=_reuse(tmp_path),
+    )
+    assert second.asked == [] and summary["reused_from_identical_job"] == 5
+    original, copied = read_jsonl(out), read_jsonl(copy_out)
+    assert {r["model"] for r in copied} == {"m_dart"} and copied[0]["provenance"] == copy_prov
+    for a, b in zip(original, copied, strict=True):
+        for field in ("raw_output", "prediction", "n_new_tokens", "finish_reason", "forced_scores"):
+            assert a[field] == b[field], field
+
+
+def test_other_weights_or_prompts_decode_again(paths, tmp_path):
+    items, template, out = paths
+    generate_answers(items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES), provenance=PROV,
+                     reuse=_reuse(tmp_path))  # fmt: skip
+    other_adapter = ScriptedGenerator(REPLIES)
+    generate_answers(items, template, out.with_name("b.jsonl"), cfg=CFG, generator=other_adapter,
+                     provenance=PROV, reuse=_reuse(tmp_path, adapter_hash="b" * 64))  # fmt: skip
+    assert len(other_adapter.asked) == 5
+    template.write_text("{question}\nAnswer briefly.")
+    other_prompt = ScriptedGenerator(REPLIES)
+    generate_answers(items, template, out.with_name("c.jsonl"), cfg=CFG, generator=other_prompt,
+                     provenance=PROV, reuse=_reuse(tmp_path))  # fmt: skip
+    assert len(other_prompt.asked) == 5
+
+
+def test_a_resumed_job_is_not_kept_for_reuse(paths, tmp_path):
+    items, template, out = paths
+    with pytest.raises(KeyboardInterrupt):
+        generate_answers(items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES, crash_after=1),
+                         provenance=PROV, reuse=_reuse(tmp_path))  # fmt: skip
+    generate_answers(items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES), provenance=PROV,
+                     reuse=_reuse(tmp_path))  # fmt: skip
+    again = ScriptedGenerator(REPLIES)
+    generate_answers(items, template, out.with_name("d.jsonl"), cfg=CFG, generator=again, provenance=PROV,
+                     reuse=_reuse(tmp_path))  # fmt: skip
+    assert len(again.asked) == 5
+
+
+def test_weights_are_named_by_content_and_a_moving_hub_branch_is_never_reused(tmp_path):
+    from harmdrift.generate.rules import reply_reuse, weights_identity
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"same weights")
+        (folder / "adapter_config.json").write_text("{}")
+    (b / "loss.csv").write_text("step,loss\n1,0.5\n")  # logs of the copy do not matter
+    local = {"kind": "local", "model": "m", "weights_sha256": "0" * 64}
+    assert weights_identity({**local, "adapter": str(a)}, str(a)) == weights_identity(local, str(b))
+    (b / "adapter_model.safetensors").write_bytes(b"other weights")
+    assert weights_identity(local, str(a)) != weights_identity(local, str(b))
+    assert weights_identity({"kind": "hub", "model": "x/y", "revision": "main"}, None) is None
+    assert weights_identity({"kind": "hub", "model": "x/y", "revision": "f" * 40}, None) is not None
+    assert reply_reuse({"cache": False}, str(tmp_path), local, None) is None
+    assert reply_reuse({"cache": True}, None, local, None) is None
+    assert reply_reuse({"cache": True}, str(tmp_path), local, None) is not None
