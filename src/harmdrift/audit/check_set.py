@@ -10,14 +10,13 @@ judge, its decoding, the prompt and the pair, so a re-run pays only for new pair
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from harmdrift.audit.check_pairs import build_check_pairs, load_labelled_pairs
 from harmdrift.audit.judge import FIELDS, TEMPLATE_SLOTS, JudgeConfig, ask_judge, combine
 from harmdrift.audit.meta_eval import meta_evaluate
-from harmdrift.core.io import DataError, canonical_json, read_jsonl, write_json, write_jsonl
+from harmdrift.core.io import DataError, json_sha256, read_jsonl, write_json, write_jsonl
 from harmdrift.core.prompts import load_template
 from harmdrift.core.store import KeyValueStore
 from harmdrift.lm.structured import SCORED
@@ -43,7 +42,7 @@ def write_check_pairs(split_items: str | Path, out_path: str | Path, *, per_kind
 def _verdict_key(describe: dict, template: str, cfg: JudgeConfig, pair: dict) -> str:
     what = [describe, template, cfg.params.as_dict(), cfg.calibrate, [f.name for f in DRIFT_ONLY],
             {k: pair[k] for k in ("question", "gold_label", "base", "tuned")}]  # fmt: skip
-    return hashlib.sha256(canonical_json(what).encode("utf-8")).hexdigest()
+    return json_sha256(what)
 
 
 def _judge_cached(backend, pairs: list[dict], template: str, cfg: JudgeConfig, cache_dir) -> tuple[list, int]:

@@ -89,6 +89,20 @@ def file_sha256(path: str | os.PathLike) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def files_sha256(paths: Iterable[Path]) -> str:
+    """One hex sha256 over each file's name and content hash, in the order given."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        digest.update(file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def json_sha256(obj: object) -> str:
+    """Hex sha256 of ``obj`` as canonical JSON: a cache key that any equal value reproduces."""
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no", ""}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harmdrift.core.decoding import GenParams
-from harmdrift.core.io import DataError, canonical_json, iter_jsonl, read_jsonl, write_jsonl
+from harmdrift.core.io import DataError, iter_jsonl, json_sha256, read_jsonl, write_jsonl
 from harmdrift.core.parsing import ParseResult, conclusion_written, mc_answer_written, parse_binary, parse_mc
 from harmdrift.core.prompts import build_messages, load_template
 from harmdrift.core.store import KeyValueStore
@@ -100,7 +100,7 @@ def job_key(weights: dict, decoding: dict, items: list[dict], prompt_texts: list
     an identical job is sure to give identical replies.
     """
     prompts = [[item["id"], text] for item, text in zip(items, prompt_texts, strict=True)]
-    return hashlib.sha256(canonical_json([weights, decoding, prompts]).encode("utf-8")).hexdigest()
+    return json_sha256([weights, decoding, prompts])
 
 
 def _stored_replies(records: list[dict]) -> dict[str, dict]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from pathlib import Path
 
 from harmdrift.config import gen_params, hf_model_config
-from harmdrift.core.io import file_sha256
+from harmdrift.core.io import files_sha256
 from harmdrift.core.runtime import set_threads
 from harmdrift.core.store import KeyValueStore
 from harmdrift.generate.answers import AnswerConfig, ReplyReuse
@@ -23,15 +22,6 @@ REPLIES_FILE = "replies.sqlite"
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
-def adapter_sha256(folder: str) -> str:
-    """One hash over an adapter's config and weights files (not its logs or loss curve)."""
-    digest = hashlib.sha256()
-    for file in sorted(Path(folder).glob("adapter_*")):
-        digest.update(file.name.encode())
-        digest.update(file_sha256(file).encode())
-    return digest.hexdigest()
-
-
 def weights_identity(provenance: dict, adapter: str | None) -> dict | None:
     """The weights by content, for reusing replies; None when they have no fixed identity
     (a hub model on a branch such as main, which can move between runs)."""
@@ -40,9 +30,13 @@ def weights_identity(provenance: dict, adapter: str | None) -> dict | None:
     import torch
     import transformers
 
-    base = {k: v for k, v in provenance.items() if k != "adapter"}
-    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
-    return {"base": base, "adapter_sha256": adapter_sha256(adapter) if adapter else None, **versions}
+    return {
+        "base": {k: v for k, v in provenance.items() if k != "adapter"},
+        # The adapter's config and weights files, not its logs or loss curve.
+        "adapter_sha256": files_sha256(sorted(Path(adapter).glob("adapter_*"))) if adapter else None,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
 
 
 def reply_reuse(generation: dict, cache_dir: str | None, provenance: dict, adapter: str | None):

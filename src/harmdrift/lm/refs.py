@@ -3,13 +3,12 @@ resolved to what ``from_pretrained`` loads, with provenance."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harmdrift.core.io import file_sha256
+from harmdrift.core.io import files_sha256
 
 EMBEDDED_PREFIX = "embedded:"
 PROVENANCE_FILE = "harmdrift_provenance.json"
@@ -97,11 +96,7 @@ def model_provenance(spec: ModelSpec, load_path: str, revision: str | None = Non
     if stored.exists():
         return json.loads(stored.read_text(encoding="utf-8"))
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    digest = hashlib.sha256()
-    for file in weights:
-        digest.update(file.name.encode())
-        digest.update(file_sha256(file).encode())
-    return {"kind": "local", "model": str(folder), "weights_sha256": digest.hexdigest()}
+    return {"kind": "local", "model": str(folder), "weights_sha256": files_sha256(weights)}
 
 
 def resolve_load_path(spec: ModelSpec, models_root: str = "results/models") -> str:

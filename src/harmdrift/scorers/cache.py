@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from harmdrift.core.io import canonical_json
+from harmdrift.core.io import json_sha256
 from harmdrift.core.store import KeyValueStore
 from harmdrift.scorers.base import ToxicityScorer, _batches
 
@@ -19,7 +18,7 @@ CACHE_FILE = "toxicity.sqlite"
 def score_key(describe: dict, text: str) -> str:
     """The hex sha256 of the scorer's provenance and the text, as canonical JSON."""
 
-    return hashlib.sha256(canonical_json([describe, text]).encode("utf-8")).hexdigest()
+    return json_sha256([describe, text])
 
 
 class CachedScorer:
