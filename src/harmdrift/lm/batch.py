@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from harmdrift.core.decoding import GenParams
 from harmdrift.lm.forced import ForcedScorer
+from harmdrift.lm.kv import roomy_cache
 from harmdrift.lm.sampler import TokenSampler
 
 
@@ -155,11 +156,14 @@ class _LiveBatch:
         chosen = self._sample(logits, rows)
         self._accept(rows, chosen)
         next_ids = torch.tensor(chosen, device=device)
+        # Room for every step until the next merge: no row lives more than max_new_tokens steps.
+        room = self.params.max_new_tokens + 1
         if self.cache is None:
-            self.rows, self.cache, self.mask = list(rows), cache, mask
+            self.cache = roomy_cache([(k, v) for k, v, _ in cache], room, self.model.config)
+            self.rows, self.mask = list(rows), mask
             self.last_position, self.next_ids = positions[:, -1].clone(), next_ids
             return
-        self.cache = _merge_caches(self.cache, cache, self.model.config)
+        self.cache = _merge_caches(self.cache, cache, self.model.config, room)
         width = max(self.mask.shape[1], mask.shape[1])
         self.mask = torch.cat([_left_pad(self.mask, width), _left_pad(mask, width)], dim=0)
         self.last_position = torch.cat([self.last_position, positions[:, -1]])
@@ -179,10 +183,10 @@ def _left_pad(tensor, width: int, dim: int = 1):
     return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
-def _merge_caches(old, new, config):
-    """Stack two KV caches along the batch, left-padding the shorter one in time."""
+def _merge_caches(old, new, config, room: int):
+    """Stack two KV caches along the batch, left-padding the shorter one in time, into a cache
+    with ``room`` free positions per layer."""
     import torch
-    from transformers import DynamicCache
 
     layers = []
     for (k_old, v_old, _), (k_new, v_new, _) in zip(old, new, strict=True):
@@ -190,4 +194,4 @@ def _merge_caches(old, new, config):
         keys = [_left_pad(k_old, width, dim=2), _left_pad(k_new, width, dim=2)]
         values = [_left_pad(v_old, width, dim=2), _left_pad(v_new, width, dim=2)]
         layers.append((torch.cat(keys, dim=0), torch.cat(values, dim=0)))
-    return DynamicCache(ddp_cache_data=layers, config=config)
+    return roomy_cache(layers, room, config)

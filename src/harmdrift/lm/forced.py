@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from harmdrift.lm.kv import is_plain
+
 
 @dataclass(frozen=True)
 class ForcedChoice:
@@ -53,7 +55,7 @@ def select_rows(cache, index, config):
 
     from transformers import DynamicCache
 
-    if all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers):
+    if is_plain(cache):
         layers = [(k.index_select(0, index), v.index_select(0, index)) for k, v, _ in cache]
         return DynamicCache(ddp_cache_data=layers, config=config)
     picked = copy.deepcopy(cache)  # other layer kinds keep state beyond keys and values
