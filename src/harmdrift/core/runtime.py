@@ -6,10 +6,7 @@ what is checked here is what only the machine can tell (is there a GPU?).
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import platform
-import sys
 
 logger = logging.getLogger(__name__)
 
@@ -107,26 +104,3 @@ def quantized_load_kwargs(quantization: str, compute_dtype) -> dict:
     if quantization != "4bit":
         return {}
     return {"quantization_config": nf4_quantization(compute_dtype), "device_map": {"": 0}}
-
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
-MMAP_THRESHOLD_BYTES = 1 << 20
-
-
-def return_freed_memory_to_os() -> bool:
-    """Have glibc serve every block of 1 MB or more with its own mmap, returned to the OS when freed.
-
-    glibc raises its mmap threshold each time a mapped block is freed, up to 32 MB. After the
-    first training step nearly every activation tensor then comes from the heap, which
-    fragments and holds on to what backward frees: on CPU that doubled a LoRA job's peak RSS
-    (7.1 GB against 4.4 GB for SmolLM2-135M in fp32). Setting the threshold turns the
-    adjustment off, as ``MALLOC_MMAP_THRESHOLD_=1048576`` in the environment would.
-
-    Returns:
-        Whether it was set (only glibc has this knob).
-    """
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harmdrift.core.io import file_sha256, write_json
-from harmdrift.core.runtime import MMAP_THRESHOLD_BYTES, pick_device, return_freed_memory_to_os
+from harmdrift.core.runtime import pick_device
 from harmdrift.train.config import TrainConfig
 from harmdrift.train.examples import WeightedChatCollator, encode_examples, load_examples
 from harmdrift.train.loss import _trainer_classes
@@ -293,8 +293,10 @@ def train_adapter(
     out_dir = Path(out_dir)
     device = pick_device("auto")
     _check_quantization(cfg, device)
-    if device == "cpu" and return_freed_memory_to_os():
-        logger.info("glibc mmap threshold fixed at %d bytes: freed tensors leave", MMAP_THRESHOLD_BYTES)
+    # glibc's allocator is left as it is. Fixing its mmap threshold at 1 MB (so freed
+    # activations go back to the OS) cut a CPU LoRA job's peak RSS from 3.4 to 2.3 GB, but every
+    # activation then came from fresh pages: a step took 5.6 s instead of 3.5 s (SmolLM2-135M,
+    # fp32, 4 x 220 tokens, 2-core AMD EPYC).
     examples = load_examples(examples_path)
     examples_sha = file_sha256(examples_path)
     logger.info(
