@@ -15,7 +15,8 @@ rule train_adapter:
         "benchmarks/train/{model}.tsv"
     conda:
         "../envs/hf.yaml"
-    threads: model_threads(student_section())
+    # Training scales with cores, so it keeps them all (see LOCAL_MODEL_JOBS_AT_ONCE).
+    threads: model_threads(student_section(), whole_machine=True)
     resources:
         mem_mb=request_of(train_request, "mem_mb"),
         runtime=request_of(train_request, "runtime"),
