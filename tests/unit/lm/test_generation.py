@@ -354,3 +354,26 @@ def test_forced_choice_tokens_and_prediction(tiny_model):
     assert forced_prediction(None) is None
     with pytest.raises(ValueError, match="two distinct"):
         ForcedChoice(options=("YES", "YES"))
+
+
+def test_prefill_in_chunks_matches_one_pass(tiny_model, monkeypatch):
+    """New rows prefilled a few at a time and stacked decode exactly as from one prefill pass."""
+    from harmdrift.lm import batch
+
+    many = CONVERSATIONS * 2
+    keys = [f"k{i}" for i in range(len(many))]
+    params = GenParams(max_new_tokens=10, temperature=1.0, seed=3)
+    one_pass = make(tiny_model, batch_size=10).generate(many, params, keys=keys)
+    passes = []
+    real = batch._LiveBatch._prefill_chunk
+
+    def counted(self, rows):
+        passes.append(len(rows))
+        return real(self, rows)
+
+    monkeypatch.setattr(batch, "PREFILL_ROWS", 3)
+    monkeypatch.setattr(batch._LiveBatch, "_prefill_chunk", counted)
+    chunked = make(tiny_model, batch_size=10).generate(many, params, keys=keys)
+    assert passes == [3, 3, 3, 1]  # prompts of different lengths, so each chunk pads its own way
+    assert [g.text for g in chunked] == [g.text for g in one_pass]
+    assert [g.n_new_tokens for g in chunked] == [g.n_new_tokens for g in one_pass]
