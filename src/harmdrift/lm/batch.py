@@ -181,7 +181,8 @@ class _LiveBatch:
     def _prefill_chunk(self, rows: list[_Row]):
         from transformers import DynamicCache
 
-        padded = self.tokenizer.pad({"input_ids": [r.prompt for r in rows]}, return_tensors="pt", padding=True)
+        prompts = {"input_ids": [r.prompt for r in rows]}
+        padded = self.tokenizer.pad(prompts, return_tensors="pt", padding=True)
         device = self.model.device
         mask = padded["attention_mask"].to(device)
         # Left padding: positions count real tokens only, so padding never shifts RoPE.
