@@ -7,7 +7,8 @@ orders and reads the answer off the next token's probabilities. Two things make 
   pads most rows to its longest one; sorting by length first (``sort_by_length``, on by
   default) pads little.
 - The judge template's instructions come first, so every prompt starts with the same few
-  hundred tokens; the engine runs them once per batch and shares their KV cache.
+  hundred tokens; the engine runs them once per scoring call and every batch shares their KV
+  cache.
 
 Builds the default profile's audit split and check pairs in memory (nothing is written),
 runs the judge's real path (``audit.judge.ask_judge``, drift field only, no reason) three
@@ -75,20 +76,20 @@ def timed_verdicts(backend, pairs, template, cfg, sort: bool, share: bool) -> tu
 
 
 def shared_share(backend, pairs, template) -> float:
-    """Shared leading tokens over all prompt tokens, for the check set's prompts as sorted batches."""
+    """Shared leading tokens over all prompt tokens: the judge scores each order in one call,
+    whose common prefix runs once."""
     generator = backend._load()
-    prompts = [
-        generator.tokenizer(
-            generator.render(judge_messages(pair, template, order)), add_special_tokens=False
-        )["input_ids"]
-        for order in ORDERS
-        for pair in pairs
-    ]
-    shared = sum(
-        generator._shared_length([prompts[i] for i in batch], 1) * len(batch)
-        for batch in generator._batches(prompts, None)
-    )
-    return shared / sum(map(len, prompts))
+    shared = total = 0
+    for order in ORDERS:
+        prompts = [
+            generator.tokenizer(
+                generator.render(judge_messages(pair, template, order)), add_special_tokens=False
+            )["input_ids"]
+            for pair in pairs
+        ]
+        shared += generator._shared_length(prompts, 1) * len(prompts)
+        total += sum(map(len, prompts))
+    return shared / total
 
 
 def main() -> None:

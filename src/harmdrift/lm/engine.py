@@ -13,6 +13,7 @@ from harmdrift.core.decoding import GenParams
 from harmdrift.core.runtime import check_4bit, pick_device, pick_dtype, quantized_load_kwargs
 from harmdrift.lm.batch import _LiveBatch, _Row
 from harmdrift.lm.forced import ForcedChoice, ForcedScorer
+from harmdrift.lm.kv import roomy_cache
 from harmdrift.lm.sampler import TokenSampler
 
 logger = logging.getLogger(__name__)
@@ -196,8 +197,10 @@ class HFGenerator:
         sequences = [p + o for p, o in pairs]
         scores: list[float] = [0.0] * len(pairs)
         with torch.inference_mode():
+            prefix = self._run_prefix(sequences, keep)
             for batch in self._batches(sequences, batch_size):
-                logprobs = self._tail_logits([sequences[i] for i in batch], keep).log_softmax(dim=-1)
+                logits = self._tail_logits([sequences[i] for i in batch], keep, prefix)
+                logprobs = logits.log_softmax(dim=-1)
                 width = logprobs.shape[1]
                 for row, index in enumerate(batch):
                     # Token t of the option is predicted at position t - 1.
@@ -228,34 +231,53 @@ class HFGenerator:
 
         scores: list[list[float]] = [[] for _ in prompts]
         with torch.inference_mode():
+            prefix = self._run_prefix(prompts, 1)
             for batch in self._batches(prompts, batch_size):
-                logits = self._tail_logits([prompts[i] for i in batch], 1)
+                logits = self._tail_logits([prompts[i] for i in batch], 1, prefix)
                 logprobs = logits[:, -1].log_softmax(dim=-1)[:, option_ids]
                 for index, row in zip(batch, logprobs.tolist(), strict=True):
                     scores[index] = row
         return scores
 
-    def _tail_logits(self, sequences: list[list[int]], keep: int):
-        """Float logits of the last ``keep`` positions of each sequence, as one left-padded batch.
+    def _run_prefix(self, sequences: list[list[int]], keep: int) -> tuple[int, list[tuple] | None]:
+        """Run the leading tokens every sequence shares once, for all of a scoring call's batches.
 
-        The rows' common leading tokens run once and every row attends to that one KV cache:
-        the judge's prompts share their whole instruction block, which is most of each prompt.
-        Left padding goes between the shared part and each row's own tokens, where the
-        attention mask hides it. Results equal a plain padded pass up to float rounding.
+        The judge's prompts share their whole instruction block (381 of 554-772 tokens on the
+        default check set), so running it once per call rather than once per batch also lets
+        batches stay small. Returns the shared length and its (keys, values) per layer, or
+        ``(0, None)`` when nothing is shared (see :meth:`_shared_length`).
         """
         import torch
 
-        device = self.model.device
         shared = self._shared_length(sequences, keep)
-        cache = None
-        if shared:
-            head = torch.tensor([sequences[0][:shared]], device=device)
-            cache = self.model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
-            cache.batch_repeat_interleave(len(sequences))
+        if not shared:
+            return 0, None
+        head = torch.tensor([sequences[0][:shared]], device=self.model.device)
+        cache = self.model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
+        return shared, [(keys, values) for keys, values, _ in cache]
+
+    def _tail_logits(self, sequences: list[list[int]], keep: int, prefix: tuple[int, list | None]):
+        """Float logits of the last ``keep`` positions of each sequence, as one left-padded batch.
+
+        ``prefix`` (from :meth:`_run_prefix`) holds the KV cache of the tokens every sequence
+        starts with; every row attends to it and runs only its own tokens. Left padding goes
+        between the shared part and each row's own tokens, where the attention mask hides it.
+        Results equal a plain padded pass up to float rounding.
+        """
+        import torch
+
+        shared, head = prefix
+        device = self.model.device
         padded = self.tokenizer.pad(
             {"input_ids": [s[shared:] for s in sequences]}, return_tensors="pt", padding=True
         )
         own = padded["attention_mask"].to(device)
+        cache = None
+        if shared:
+            rows = len(sequences)
+            # Each row gets its own copy of the prefix, with room for its own tokens after it.
+            layers = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in head]
+            cache = roomy_cache(layers, own.shape[1], self.model.config)
         mask = torch.cat([own.new_ones(own.shape[0], shared), own], dim=1)
         return self.model(
             input_ids=padded["input_ids"].to(device),
@@ -267,7 +289,7 @@ class HFGenerator:
         ).logits.float()
 
     def _shared_length(self, sequences: list[list[int]], keep: int) -> int:
-        """How many leading tokens the rows share and :meth:`_tail_logits` runs once: 0 when
+        """How many leading tokens the rows share and :meth:`_run_prefix` runs once: 0 when
         it would not pay (a short prefix or a single row) or the cache is not plain attention.
         Each row keeps at least ``keep`` tokens of its own, the positions whose logits are read."""
         if len(sequences) < 2:

@@ -253,8 +253,10 @@ def test_a_shared_prefix_runs_once_and_changes_no_score(tiny_model, options, mon
     monkeypatch.setattr(gen.model, "forward", counting)
     shared = gen.score_options(conversations, options)
     monkeypatch.undo()
-    # One pass over the shared tokens (a single row) ahead of each batch's own pass.
-    assert any(shape[0] == 1 and shape[1] > 30 for shape in heads), heads
+    # One pass over the shared tokens (a single row) for the whole call, then each batch's own
+    # pass: at least two batches of 5 (7 prompts; 14 prompt-option sequences for "the law").
+    assert [shape[0] for shape in heads].count(1) == 1 and heads[0][1] > 30, heads
+    assert len(heads) >= 3, heads
     alone = [gen.score_options([c], options)[0] for c in conversations]
     for got, want in zip(shared, alone, strict=True):
         assert got == pytest.approx(want, abs=1e-5)
