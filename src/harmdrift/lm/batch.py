@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from harmdrift.core.decoding import GenParams
 from harmdrift.lm.forced import ForcedScorer
-from harmdrift.lm.kv import roomy_cache
+from harmdrift.lm.kv import plain_layers, roomy_cache
 from harmdrift.lm.sampler import TokenSampler
 
 # New rows are prefilled this many at a time, then stacked into the live batch. On the 2-core
@@ -157,7 +157,7 @@ class _LiveBatch:
             self.rows, self.mask = list(rows), mask
             self.last_position, self.next_ids = positions, next_ids
             return
-        self.cache = roomy_cache(_stack_layers([_layers(self.cache), layers]), room, self.model.config)
+        self.cache = roomy_cache(_stack_layers([plain_layers(self.cache), layers]), room, self.model.config)
         self.mask = _stack_masks([self.mask, mask])
         self.last_position = torch.cat([self.last_position, positions])
         self.next_ids = torch.cat([self.next_ids, next_ids])
@@ -171,12 +171,13 @@ class _LiveBatch:
         """
         import torch
 
-        size = self.chunk or len(rows)
-        parts = [self._prefill_chunk(rows[start : start + size]) for start in range(0, len(rows), size)]
         if self.chunk is None:
-            return parts[0]
+            return self._prefill_chunk(rows)
+        starts = range(0, len(rows), self.chunk)
+        parts = [self._prefill_chunk(rows[start : start + self.chunk]) for start in starts]
         caches, masks, positions, logits = zip(*parts, strict=True)
-        return _stack_layers(caches), _stack_masks(masks), torch.cat(positions), torch.cat(logits)
+        layers = _stack_layers([plain_layers(cache) for cache in caches])
+        return layers, _stack_masks(masks), torch.cat(positions), torch.cat(logits)
 
     def _prefill_chunk(self, rows: list[_Row]):
         from transformers import DynamicCache
@@ -196,12 +197,7 @@ class _LiveBatch:
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1, :]
-        return (cache if self.chunk is None else _layers(cache)), mask, positions[:, -1].clone(), logits
-
-
-def _layers(cache) -> list[tuple]:
-    """A plain cache's (keys, values) per layer."""
-    return [(keys, values) for keys, values, _ in cache]
+        return cache, mask, positions[:, -1].clone(), logits
 
 
 def _stack_masks(masks):
@@ -229,10 +225,12 @@ def _stack_layers(caches: list[list[tuple]]) -> list[tuple]:
     in time (masked-out positions)."""
     import torch
 
+    if len(caches) == 1:  # a top-up of a few rows: nothing to stack, nothing to copy
+        return caches[0]
     layers = []
     for parts in zip(*caches, strict=True):
         width = max(keys.shape[2] for keys, _ in parts)
-        layers.append(
-            tuple(torch.cat([_left_pad(part[j], width, dim=2) for part in parts], dim=0) for j in (0, 1))
-        )
+        keys = torch.cat([_left_pad(k, width, dim=2) for k, _ in parts], dim=0)
+        values = torch.cat([_left_pad(v, width, dim=2) for _, v in parts], dim=0)
+        layers.append((keys, values))
     return layers

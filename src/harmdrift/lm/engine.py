@@ -13,7 +13,7 @@ from harmdrift.core.decoding import GenParams
 from harmdrift.core.runtime import check_4bit, pick_device, pick_dtype, quantized_load_kwargs
 from harmdrift.lm.batch import _LiveBatch, _Row
 from harmdrift.lm.forced import ForcedChoice, ForcedScorer
-from harmdrift.lm.kv import roomy_cache
+from harmdrift.lm.kv import plain_layers, roomy_cache
 from harmdrift.lm.sampler import TokenSampler
 
 logger = logging.getLogger(__name__)
@@ -243,8 +243,8 @@ class HFGenerator:
         """Run the leading tokens every sequence shares once, for all of a scoring call's batches.
 
         The judge's prompts share their whole instruction block (381 of 554-772 tokens on the
-        default check set), so running it once per call rather than once per batch also lets
-        batches stay small. Returns the shared length and its (keys, values) per layer, or
+        default check set), so each batch copies this one cache rather than running the block
+        again. Returns the shared length and its (keys, values) per layer, or
         ``(0, None)`` when nothing is shared (see :meth:`_shared_length`).
         """
         import torch
@@ -254,7 +254,7 @@ class HFGenerator:
             return 0, None
         head = torch.tensor([sequences[0][:shared]], device=self.model.device)
         cache = self.model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
-        return shared, [(keys, values) for keys, values, _ in cache]
+        return shared, plain_layers(cache)
 
     def _tail_logits(self, sequences: list[list[int]], keep: int, prefix: tuple[int, list | None]):
         """Float logits of the last ``keep`` positions of each sequence, as one left-padded batch.

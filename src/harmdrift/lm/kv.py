@@ -82,6 +82,11 @@ def is_plain(cache) -> bool:
     return all(type(layer) in (DynamicLayer, roomy_layer_class()) for layer in cache.layers)
 
 
+def plain_layers(cache) -> list[tuple]:
+    """A plain attention cache's (keys, values) per layer."""
+    return [(keys, values) for keys, values, _ in cache]
+
+
 def roomy_cache(layers, room: int, config):
     """A DynamicCache of RoomyLayers from (keys, values) pairs, each with ``room`` free positions."""
     from transformers import DynamicCache
