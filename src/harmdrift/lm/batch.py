@@ -42,8 +42,12 @@ class _LiveBatch:
     (the last sampled token aside) when the forced choice reads it.
     """
 
-    def __init__(self, owner, params: GenParams, stop, forced: ForcedScorer | None = None) -> None:
+    def __init__(
+        self, owner, params: GenParams, stop, forced: ForcedScorer | None = None, prefix=(0, None)
+    ) -> None:
         # owner: the HFGenerator running this batch (its model, tokenizer and sampler).
+        # prefix: (length, (keys, values) per layer) of the leading tokens every prompt shares,
+        # run once by the owner; each prefill copies it and runs only the rows' own tokens.
         self.model = owner.model
         self.tokenizer = owner.tokenizer
         self.eos_ids = owner.eos_ids()
@@ -51,6 +55,7 @@ class _LiveBatch:
         self.params = params
         self.stop = stop
         self.forced = forced
+        self.prefix = prefix
         # Plain caches are prefilled in chunks and stacked; other kinds (sliding windows) are
         # kept as the model made them, one prefill per batch, since they are never refilled.
         self.chunk = PREFILL_ROWS if owner._can_refill() else None
@@ -182,15 +187,13 @@ class _LiveBatch:
     def _prefill_chunk(self, rows: list[_Row]):
         from transformers import DynamicCache
 
-        prompts = {"input_ids": [r.prompt for r in rows]}
-        padded = self.tokenizer.pad(prompts, return_tensors="pt", padding=True)
-        device = self.model.device
-        mask = padded["attention_mask"].to(device)
-        # Left padding: positions count real tokens only, so padding never shifts RoPE.
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
+        ids, mask, positions, cache = inputs_after_prefix(
+            self.tokenizer, self.model, [r.prompt for r in rows], self.prefix
+        )
+        if cache is None:
+            cache = DynamicCache(config=self.model.config)
         logits = self.model(
-            input_ids=padded["input_ids"].to(device),
+            input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
             past_key_values=cache,
@@ -198,6 +201,33 @@ class _LiveBatch:
             logits_to_keep=1,
         ).logits[:, -1, :]
         return cache, mask, positions[:, -1].clone(), logits
+
+
+def inputs_after_prefix(tokenizer, model, prompts: list[list[int]], prefix):
+    """One left-padded pass's inputs for prompts that may start with an already-run prefix.
+
+    ``prefix`` is (length, (keys, values) per layer) of the tokens every prompt starts with, or
+    (0, None). Each row runs only its own tokens and attends to a copy of the prefix's cache,
+    made with room for them. Left padding goes between the prefix and the row's own tokens,
+    where the mask hides it; positions count real tokens only, so padding never shifts RoPE.
+
+    Returns input ids, attention mask, position ids and the cache to extend (None without a
+    prefix).
+    """
+    import torch
+
+    shared, head = prefix
+    device = model.device
+    padded = tokenizer.pad({"input_ids": [p[shared:] for p in prompts]}, return_tensors="pt", padding=True)
+    own = padded["attention_mask"].to(device)
+    cache = None
+    if shared:
+        rows = len(prompts)
+        layers = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in head]
+        cache = roomy_cache(layers, own.shape[1], model.config)
+    mask = torch.cat([own.new_ones(own.shape[0], shared), own], dim=1)
+    positions = shared + (own.cumsum(-1) - 1).clamp(min=0)
+    return padded["input_ids"].to(device), mask, positions, cache
 
 
 def _stack_masks(masks):

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.runtime import check_4bit, pick_device, pick_dtype, quantized_load_kwargs
-from harmdrift.lm.batch import _LiveBatch, _Row
+from harmdrift.lm.batch import _LiveBatch, _Row, inputs_after_prefix
 from harmdrift.lm.forced import ForcedChoice, ForcedScorer
-from harmdrift.lm.kv import plain_layers, roomy_cache
+from harmdrift.lm.kv import plain_layers
 from harmdrift.lm.sampler import TokenSampler
 
 logger = logging.getLogger(__name__)
@@ -240,12 +240,13 @@ class HFGenerator:
         return scores
 
     def _run_prefix(self, sequences: list[list[int]], keep: int) -> tuple[int, list[tuple] | None]:
-        """Run the leading tokens every sequence shares once, for all of a scoring call's batches.
+        """Run the leading tokens every sequence shares once, for all of a call's batches.
 
         The judge's prompts share their whole instruction block (381 of 554-772 tokens on the
         default check set), so each batch copies this one cache rather than running the block
-        again. Returns the shared length and its (keys, values) per layer, or
-        ``(0, None)`` when nothing is shared (see :meth:`_shared_length`).
+        again; generation's prefills copy it the same way. Returns the shared length and its
+        (keys, values) per layer, or ``(0, None)`` when nothing is shared (see
+        :meth:`_shared_length`).
         """
         import torch
 
@@ -260,29 +261,14 @@ class HFGenerator:
         """Float logits of the last ``keep`` positions of each sequence, as one left-padded batch.
 
         ``prefix`` (from :meth:`_run_prefix`) holds the KV cache of the tokens every sequence
-        starts with; every row attends to it and runs only its own tokens. Left padding goes
-        between the shared part and each row's own tokens, where the attention mask hides it.
-        Results equal a plain padded pass up to float rounding.
+        starts with (see :func:`inputs_after_prefix`). Results equal a plain padded pass up to
+        float rounding.
         """
-        import torch
-
-        shared, head = prefix
-        device = self.model.device
-        padded = self.tokenizer.pad(
-            {"input_ids": [s[shared:] for s in sequences]}, return_tensors="pt", padding=True
-        )
-        own = padded["attention_mask"].to(device)
-        cache = None
-        if shared:
-            rows = len(sequences)
-            # Each row gets its own copy of the prefix, with room for its own tokens after it.
-            layers = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in head]
-            cache = roomy_cache(layers, own.shape[1], self.model.config)
-        mask = torch.cat([own.new_ones(own.shape[0], shared), own], dim=1)
+        ids, mask, positions, cache = inputs_after_prefix(self.tokenizer, self.model, sequences, prefix)
         return self.model(
-            input_ids=padded["input_ids"].to(device),
+            input_ids=ids,
             attention_mask=mask,
-            position_ids=shared + (own.cumsum(-1) - 1).clamp(min=0),
+            position_ids=positions,
             past_key_values=cache,
             use_cache=cache is not None,
             logits_to_keep=keep,
@@ -320,9 +306,13 @@ class HFGenerator:
         sampler = TokenSampler(params)
         waiting = [_Row(i, encoded[i], sampler.stream(keys[i]), []) for i in order]
         waiting.reverse()  # pop() from the end takes them in order
-        batch = _LiveBatch(self, params, stop, scorer)
         threshold = max(1, size // 4)
         with torch.inference_mode():
+            # The chat header and the template's opening line (34 of about 194 tokens of a
+            # default binary prompt) are the same in every prompt: run them once per call. M0 on
+            # the 96 test prompts, one thread, AMD EPYC: 123.0 and 128.8 s against 133.3 and
+            # 143.8 s prefilling every prompt whole, the same 96 replies.
+            batch = _LiveBatch(self, params, stop, scorer, prefix=self._run_prefix(encoded, 1))
             while waiting or batch.rows:
                 room = size - (len(batch.rows) - batch.finished)
                 compact = batch.finished >= max(1, len(batch.rows) // 4)

@@ -379,3 +379,36 @@ def test_prefill_in_chunks_matches_one_pass(tiny_model, monkeypatch):
     assert passes == [3, 3, 3, 1]  # prompts of different lengths, so each chunk pads its own way
     assert [g.text for g in chunked] == [g.text for g in one_pass]
     assert [g.n_new_tokens for g in chunked] == [g.n_new_tokens for g in one_pass]
+
+
+def test_generation_runs_a_shared_prefix_once_and_changes_no_reply(tiny_model, monkeypatch):
+    """Prompts sharing a long opening: one pass over it per call, then the same replies, lengths
+    and forced-choice scores as prefilling every prompt whole, with rows refilled mid-flight."""
+    from harmdrift.lm import engine
+    from harmdrift.lm.forced import ForcedChoice
+
+    many = SHARED * 3
+    keys = [f"s{i}" for i in range(len(many))]
+    params = GenParams(max_new_tokens=8, temperature=1.0, seed=5)
+    gen = make(tiny_model, batch_size=4)
+    passes = []
+    forward = gen.model.forward
+
+    def counting(*args, **kwargs):
+        passes.append(tuple(kwargs["input_ids"].shape))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(gen.model, "forward", counting)
+    shared = gen.generate(many, params, keys=keys, stop=_stop_on_word, forced=ForcedChoice())
+    monkeypatch.undo()
+    heads = [shape for shape in passes if shape[0] == 1 and shape[1] > 30]
+    assert len(heads) == 1 and passes[0] == heads[0], passes
+    # Every later prefill runs only the rows' own tokens, far fewer than the shared opening.
+    assert max(width for _, width in passes[1:]) < heads[0][1], passes
+    monkeypatch.setattr(engine, "MIN_SHARED_PREFIX", 10**6)
+    whole = gen.generate(many, params, keys=keys, stop=_stop_on_word, forced=ForcedChoice())
+    assert len({g.n_new_tokens for g in whole}) > 2  # rows ended at different steps
+    assert [g.text for g in shared] == [g.text for g in whole]
+    assert [g.n_new_tokens for g in shared] == [g.n_new_tokens for g in whole]
+    for a, b in zip(shared, whole, strict=True):
+        assert a.forced_scores == pytest.approx(b.forced_scores, abs=1e-5)
