@@ -14,6 +14,7 @@ rule pair_answers:
         "benchmarks/audit/{model}/pairs.tsv"
     conda:
         "../envs/hf.yaml"
+    priority: job_priority("audit_path")
     threads: 1
     resources:
         mem_mb=request_of(pair_answers_request, "mem_mb"),
@@ -37,6 +38,7 @@ rule build_check_pairs:
         "logs/audit/check_pairs.log",
     conda:
         "../envs/tables.yaml"
+    priority: job_priority("judge_check")
     threads: 1
     resources:
         mem_mb=LIGHT["mem_mb"],
@@ -61,6 +63,7 @@ rule judge_check:
         "benchmarks/audit/judge_check.tsv"
     conda:
         "../envs/hf.yaml"
+    priority: job_priority("judge_check")
     threads: model_threads(config["audit"]["judge"])
     resources:
         mem_mb=request_of(judge_check_request, "mem_mb"),
@@ -89,6 +92,7 @@ rule judge_pairs:
         "benchmarks/audit/{model}/judge.tsv"
     conda:
         "../envs/hf.yaml"
+    priority: job_priority("audit_path")
     threads: model_threads(config["audit"]["judge"])
     resources:
         mem_mb=request_of(judge_pairs_request, "mem_mb"),
@@ -141,6 +145,7 @@ rule audit_table:
         "logs/audit/{model}/table.log",
     conda:
         "../envs/tables.yaml"
+    priority: job_priority("audit_path")
     threads: 1
     resources:
         mem_mb=LIGHT["mem_mb"],

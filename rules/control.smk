@@ -14,6 +14,7 @@ rule plant_rationales:
         "logs/control/plant.log",
     conda:
         "../envs/tables.yaml"
+    priority: job_priority("stage1", control=True)
     threads: 1
     resources:
         mem_mb=LIGHT["mem_mb"],

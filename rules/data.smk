@@ -13,6 +13,7 @@ rule write_splits:
         "logs/data/write_splits.log",
     conda:
         "../envs/tables.yaml"
+    priority: job_priority("stage1")
     threads: 1
     resources:
         mem_mb=LIGHT["mem_mb"],

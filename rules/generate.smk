@@ -14,6 +14,7 @@ rule generate_answers:
         "../envs/hf.yaml"
     # On a CPU two generation jobs run side by side, each on half the cores (measured:
     # 1.4x the work per second on 2 cores); on a GPU one job owns it (resources.smk).
+    priority: generation_priority
     threads: model_threads(student_section())
     resources:
         mem_mb=request_of(generate_request, "mem_mb"),

@@ -7,6 +7,7 @@ rule convert_embedded_model:
         "benchmarks/models/convert_{embedded}.tsv"
     conda:
         "../envs/hf.yaml"
+    priority: job_priority("stage1")
     threads: 1
     resources:
         mem_mb=request_of(convert_request, "mem_mb"),

@@ -22,6 +22,7 @@ rule write_repair_rationales:
         "benchmarks/repair/{model}/rationales.tsv"
     conda:
         "../envs/hf.yaml"
+    priority: job_priority("audit_path")
     threads: model_threads(config["teacher"])
     resources:
         mem_mb=request_of(repair_request, "mem_mb"),
@@ -49,6 +50,7 @@ rule build_repair_set:
         "logs/repair/{model}/train_set.log",
     conda:
         "../envs/tables.yaml"
+    priority: job_priority("audit_path")
     threads: 1
     resources:
         mem_mb=LIGHT["mem_mb"],
@@ -69,6 +71,7 @@ rule joint_weights:
         "logs/joint/weights.log",
     conda:
         "../envs/hf.yaml"
+    priority: job_priority("stage1")
     threads: 1
     resources:
         mem_mb=request_of(joint_weights_request, "mem_mb"),

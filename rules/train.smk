@@ -15,8 +15,9 @@ rule train_adapter:
         "benchmarks/train/{model}.tsv"
     conda:
         "../envs/hf.yaml"
-    # Training scales with cores, so it keeps them all (see LOCAL_MODEL_JOBS_AT_ONCE).
-    threads: model_threads(student_section(), whole_machine=True)
+    # Two trainings side by side do more than one on every core (LOCAL_MODEL_JOBS_AT_ONCE).
+    priority: job_priority("audit_path")
+    threads: model_threads(student_section())
     resources:
         mem_mb=request_of(train_request, "mem_mb"),
         runtime=request_of(train_request, "runtime"),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from harmdrift.core.io import file_sha256, write_json
@@ -32,6 +34,34 @@ def find_embedded_file(name: str) -> Path:
     return path
 
 
+@contextmanager
+def _gguf_parsed_once():
+    """Let transformers parse the GGUF file once and build gguf's tensor-name table once.
+
+    Unpatched, transformers 5.23 reads the file's metadata three times (config, tokenizer,
+    weights) and rebuilds the name table for every module it visits (397 times for
+    SmolLM2-135M); both are pure functions of their arguments, so the same objects can be
+    handed back. Both names are imported from gguf inside transformers' functions at call
+    time, so patching the module is enough; they are restored on the way out.
+    """
+    import gguf
+
+    real_reader, real_name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    readers = {}
+
+    def reader(path, *args, **kwargs):
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = real_reader(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.cache(real_name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = real_reader, real_name_map
+
+
 def convert_embedded_model(name: str, out_dir: str | Path) -> dict:
     """De-quantise an embedded GGUF model into a safetensors folder that loads in under a second.
 
@@ -42,8 +72,9 @@ def convert_embedded_model(name: str, out_dir: str | Path) -> dict:
 
     gguf_path = find_embedded_file(name)
     logger.info("converting embedded model %s from %s", name, gguf_path)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    with _gguf_parsed_once():
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     # The weights are now plain float tensors; without these two attributes transformers
     # would refuse to save the model, or would try to re-quantise it on every load.
     if hasattr(model.config, "quantization_config"):

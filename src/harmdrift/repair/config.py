@@ -23,6 +23,8 @@ class RepairConfig:
         replay_share: share of the final training set drawn from Stage I rationales, in [0, 1).
         seed: seed of the replay sample.
         max_rescore_rounds: re-asks of the teacher when a repair scores higher than M0's explanation.
+        max_fix_rounds: format-fix rounds of a repair rationale (Stage I's checks), apart from
+            ``distill.max_fix_rounds`` since the two teachers' tasks fail them differently.
         rounds: audit-and-repair rounds (1 = DART; more give m_dart_r2, m_dart_r3, ...).
     """
 
@@ -31,6 +33,7 @@ class RepairConfig:
     replay_share: float = 0.5
     seed: int = 0
     max_rescore_rounds: int = 1
+    max_fix_rounds: int = 2
     rounds: int = 1
 
     @classmethod

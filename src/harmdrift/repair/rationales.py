@@ -135,7 +135,7 @@ def write_repair_rationales(
 ) -> dict:
     """Ask the teacher for a safer rationale per drift case and keep those that pass.
 
-    A reply must pass Stage I's checks (with the same fix rounds) and then score no higher
+    A reply must pass Stage I's checks (``repair.max_fix_rounds`` fix rounds) and then score no higher
     on the toxicity screen than M0's explanation of the item (``score_base`` in the audit
     table); otherwise the teacher is asked again, up to ``repair.max_rescore_rounds`` times,
     and the case is dropped with reason "scores higher than M0 (x > y)".
@@ -148,7 +148,7 @@ def write_repair_rationales(
         files: the prompts (the repair prompt takes {question}, {label}, {reason}) and the outputs.
         backend: the teacher's chat back-end.
         params: the teacher's decoding settings.
-        cfg: Stage I's checks and fix rounds (``distill`` section, gold labels).
+        cfg: Stage I's checks (``distill`` section, gold labels) with the repair's fix rounds.
         repair: the ``repair`` section.
         scorer: the toxicity screen (``score(texts) -> [{label: score}]``, ``describe()``).
         screen_label: the scorer label the audit screened on.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harmdrift.backends import write_usage
 from harmdrift.config import audit_scorer, chat_backend, rationale_config, section_params
 from harmdrift.core.runtime import set_threads
@@ -33,12 +35,13 @@ def write_repair_rationales(
     set_threads(threads)
     backend, params = chat_backend(teacher, cache_dir), section_params(teacher)
     scorer, label = audit_scorer(screen["scorer"], cache_dir)
+    repair_cfg = RepairConfig.from_dict(repair)
+    checks = replace(rationale_config(distill, "gold"), max_fix_rounds=repair_cfg.max_fix_rounds)
     try:
         return write_repairs(
             audit, pairs, split_items,
             TeacherFiles(teacher_prompt, fix_prompt, student_prompt, rationales, dropped, summary),
-            backend=backend, params=params, cfg=rationale_config(distill, "gold"),
-            repair=RepairConfig.from_dict(repair), scorer=scorer, screen_label=label,
+            backend=backend, params=params, cfg=checks, repair=repair_cfg, scorer=scorer, screen_label=label,
             max_chars=screen["max_chars"], tag=tag,
         )  # fmt: skip
     finally:

@@ -95,3 +95,31 @@ def test_cuda_without_a_gpu_names_the_key():
         pick_device("cuda", key="student.device")
     with pytest.raises(ValueError, match=r"config key audit\.scorer\.device"):
         resolve_device("cuda")
+
+
+def test_conversion_parses_each_gguf_file_once_and_restores_gguf(monkeypatch):
+    """Inside the conversion, a second reader of the same file and a second name table for
+    the same model are the first ones; outside it, gguf is as it was."""
+    import gguf
+
+    from harmdrift.lm.convert import _gguf_parsed_once
+
+    built = []
+
+    class CountingReader:
+        def __init__(self, path):
+            built.append(path)
+
+    maps = []
+    monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
+    monkeypatch.setattr(gguf, "get_tensor_name_map", lambda arch, n: maps.append((arch, n)) or object())
+    with _gguf_parsed_once():
+        first, again, other = gguf.GGUFReader("a.gguf"), gguf.GGUFReader("a.gguf"), gguf.GGUFReader("b.gguf")
+        table = gguf.get_tensor_name_map("llama", 30)
+        assert gguf.get_tensor_name_map("llama", 30) is table
+        gguf.get_tensor_name_map("llama", 2)
+    assert first is again and other is not first
+    assert built == ["a.gguf", "b.gguf"] and maps == [("llama", 30), ("llama", 2)]
+    assert gguf.GGUFReader is CountingReader
+    gguf.GGUFReader("a.gguf")
+    assert built == ["a.gguf", "b.gguf", "a.gguf"]

@@ -479,3 +479,26 @@ def test_unknown_screen_label_fails_before_the_teacher_is_asked(tmp_path):
             max_chars=512,
         )
     assert backend.calls == []
+
+
+def test_repair_rationales_take_their_fix_rounds_from_the_repair_section(monkeypatch):
+    """distill.max_fix_rounds sets Stage I's rounds only; repair.max_fix_rounds sets Stage III's."""
+    from harmdrift.repair import rules
+
+    seen = {}
+    monkeypatch.setattr(rules, "chat_backend", lambda section, cache_dir: object())
+    monkeypatch.setattr(rules, "audit_scorer", lambda scorer, cache_dir: (FakeScorer(), "toxic"))
+    monkeypatch.setattr(rules, "write_usage", lambda path, backend: None)
+    monkeypatch.setattr(rules, "write_repairs", lambda *a, **kw: seen.update(kw) or {})
+    teacher = {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "seed": 0}
+    distill = {"min_sentences": 1, "max_sentences": 4, "max_quote_chars": 40, "max_fix_rounds": 0,
+               "append_missing_conclusion": True}  # fmt: skip
+    rules.write_repair_rationales(
+        audit="a", pairs="p", split_items="s", teacher_prompt="t", fix_prompt="f",
+        student_prompt="b", rationales="r", dropped="d", summary="m", usage="u",
+        teacher=teacher, distill=distill, repair={"max_fix_rounds": 3},
+        screen={"scorer": {}, "max_chars": 512}, cache_dir=None, tag="repair",
+    )  # fmt: skip
+    assert seen["cfg"].max_fix_rounds == 3
+    assert seen["repair"].max_fix_rounds == 3
+    assert seen["cfg"].min_sentences == 1
