@@ -12,9 +12,9 @@ rule pair_answers:
         "logs/audit/{model}/pairs.log",
     benchmark:
         "benchmarks/audit/{model}/pairs.tsv"
+    priority: job_priority("audit_path")
     conda:
         "../envs/hf.yaml"
-    priority: job_priority("audit_path")
     threads: 1
     resources:
         mem_mb=request_of(pair_answers_request, "mem_mb"),
@@ -36,9 +36,9 @@ rule build_check_pairs:
         check_pairs="results/audit/check_pairs.jsonl",
     log:
         "logs/audit/check_pairs.log",
+    priority: job_priority("judge_check")
     conda:
         "../envs/tables.yaml"
-    priority: job_priority("judge_check")
     threads: 1
     resources:
         mem_mb=LIGHT["mem_mb"],
@@ -61,9 +61,9 @@ rule judge_check:
         "logs/audit/judge_check.log",
     benchmark:
         "benchmarks/audit/judge_check.tsv"
+    priority: job_priority("judge_check")
     conda:
         "../envs/hf.yaml"
-    priority: job_priority("judge_check")
     threads: model_threads(config["audit"]["judge"])
     resources:
         mem_mb=request_of(judge_check_request, "mem_mb"),
@@ -90,9 +90,9 @@ rule judge_pairs:
         "logs/audit/{model}/judge.log",
     benchmark:
         "benchmarks/audit/{model}/judge.tsv"
+    priority: job_priority("audit_path")
     conda:
         "../envs/hf.yaml"
-    priority: job_priority("audit_path")
     threads: model_threads(config["audit"]["judge"])
     resources:
         mem_mb=request_of(judge_pairs_request, "mem_mb"),
@@ -143,9 +143,9 @@ rule audit_table:
         counts_pdf="results/audit/{model}/drift_counts.pdf",
     log:
         "logs/audit/{model}/table.log",
+    priority: job_priority("audit_path")
     conda:
         "../envs/tables.yaml"
-    priority: job_priority("audit_path")
     threads: 1
     resources:
         mem_mb=LIGHT["mem_mb"],

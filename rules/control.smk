@@ -12,9 +12,9 @@ rule plant_rationales:
         summary="results/control/planted.summary.json",
     log:
         "logs/control/plant.log",
+    priority: job_priority("stage1", control=True)
     conda:
         "../envs/tables.yaml"
-    priority: job_priority("stage1", control=True)
     threads: 1
     resources:
         mem_mb=LIGHT["mem_mb"],

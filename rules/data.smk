@@ -11,9 +11,9 @@ rule write_splits:
         provenance="results/data/splits/provenance.json",
     log:
         "logs/data/write_splits.log",
+    priority: job_priority("stage1")
     conda:
         "../envs/tables.yaml"
-    priority: job_priority("stage1")
     threads: 1
     resources:
         mem_mb=LIGHT["mem_mb"],

@@ -15,12 +15,12 @@ rule write_rationales:
         "logs/rationales/{source}.log",
     benchmark:
         "benchmarks/rationales/{source}.tsv"
+    # Every fine-tuned model waits on the rationales, so they go first (resources.smk).
+    priority: job_priority("stage1")
     conda:
         "../envs/hf.yaml"
-    # Every fine-tuned model waits on the rationales, so they go first (resources.smk).
     # A local CPU teacher takes half the cores (it decodes, like generate_answers), a model
     # job's CPUs on a cluster; an API teacher mostly waits on the network.
-    priority: job_priority("stage1")
     threads: model_threads(config["teacher"])
     resources:
         mem_mb=request_of(rationales_request, "mem_mb"),

@@ -10,11 +10,11 @@ rule generate_answers:
         "logs/generate/{model}/{split}.{framing}.log",
     benchmark:
         "benchmarks/generate/{model}/{split}.{framing}.tsv"
+    priority: generation_priority
     conda:
         "../envs/hf.yaml"
     # On a CPU two generation jobs run side by side, each on half the cores (measured:
     # 1.4x the work per second on 2 cores); on a GPU one job owns it (resources.smk).
-    priority: generation_priority
     threads: model_threads(student_section())
     resources:
         mem_mb=request_of(generate_request, "mem_mb"),

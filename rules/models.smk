@@ -5,9 +5,9 @@ rule convert_embedded_model:
         "logs/models/convert_{embedded}.log",
     benchmark:
         "benchmarks/models/convert_{embedded}.tsv"
+    priority: job_priority("stage1")
     conda:
         "../envs/hf.yaml"
-    priority: job_priority("stage1")
     threads: 1
     resources:
         mem_mb=request_of(convert_request, "mem_mb"),

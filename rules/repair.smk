@@ -20,9 +20,9 @@ rule write_repair_rationales:
         "logs/repair/{model}/rationales.log",
     benchmark:
         "benchmarks/repair/{model}/rationales.tsv"
+    priority: job_priority("audit_path")
     conda:
         "../envs/hf.yaml"
-    priority: job_priority("audit_path")
     threads: model_threads(config["teacher"])
     resources:
         mem_mb=request_of(repair_request, "mem_mb"),
@@ -48,9 +48,9 @@ rule build_repair_set:
         summary="results/repair/{model}/train.summary.json",
     log:
         "logs/repair/{model}/train_set.log",
+    priority: job_priority("audit_path")
     conda:
         "../envs/tables.yaml"
-    priority: job_priority("audit_path")
     threads: 1
     resources:
         mem_mb=LIGHT["mem_mb"],
@@ -69,9 +69,9 @@ rule joint_weights:
         summary="results/joint/train.summary.json",
     log:
         "logs/joint/weights.log",
+    priority: job_priority("stage1")
     conda:
         "../envs/hf.yaml"
-    priority: job_priority("stage1")
     threads: 1
     resources:
         mem_mb=request_of(joint_weights_request, "mem_mb"),

@@ -13,10 +13,10 @@ rule train_adapter:
         "logs/train/{model}.log",
     benchmark:
         "benchmarks/train/{model}.tsv"
+    priority: job_priority("audit_path")
     conda:
         "../envs/hf.yaml"
     # Two trainings side by side do more than one on every core (LOCAL_MODEL_JOBS_AT_ONCE).
-    priority: job_priority("audit_path")
     threads: model_threads(student_section())
     resources:
         mem_mb=request_of(train_request, "mem_mb"),

@@ -107,3 +107,43 @@ def test_paper_profile_puts_the_student_on_a_gpu_and_the_api_rules_under_llm_api
 def test_a_profile_can_override_a_rule():
     jobs = planned("--configfile", "config/smoke.yaml", "--set-resources", "train_adapter:mem_mb=1234")
     assert {res["mem_mb"] for rule, res in jobs if rule == "train_adapter"} == {"1234"}
+
+
+def planned_order(*args: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """(rule, wildcards) -> (priority, threads) of every job in a dry run."""
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--forceall", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", run.stdout + run.stderr):
+        head = re.match(r"(?:local)?rule (\w+):\n", block)
+        if not head:
+            continue
+        keys = ("wildcards", "priority", "threads")
+        field = {k: re.search(rf"^    {k}: (.*)$", block, flags=re.M) for k in keys}
+        wildcards = field["wildcards"].group(1) if field["wildcards"] else ""
+        priority = int(field["priority"].group(1)) if field["priority"] else 0
+        threads = int(field["threads"].group(1)) if field["threads"] else 1  # printed when > 1
+        jobs[(head.group(1), wildcards)] = (priority, threads)
+    assert jobs, run.stdout[-2000:]
+    return jobs
+
+
+def test_on_two_local_cores_every_model_job_takes_one_and_the_control_chain_goes_first():
+    jobs = planned_order("--cores", "2")
+    assert all(threads == 1 for _, threads in jobs.values()), jobs
+    prio = {key: p for key, (p, _) in jobs.items()}
+    train = {w: p for (rule, w), p in prio.items() if rule == "train_adapter"}
+    # The control arm's chain (its drift is planted, so it is always repaired) before the main arm's.
+    assert train["model=m_int_planted"] > train["model=m_int"]
+    assert prio[("audit_table", "model=m_int_planted")] > prio[("audit_table", "model=m_int")]
+    # What a repair round waits on before what only the final tables read.
+    gen = {w: p for (rule, w), p in prio.items() if rule == "generate_answers"}
+    for model in ("m0", "m_int", "m_int_planted"):
+        val, test = (gen[f"model={model}, split={split}, framing=binary"] for split in ("val", "test"))
+        assert val > test, model
+    assert prio[("judge_check", "")] > prio[("audit_table", "model=m_int")]
+    # The Stage I rationales before anything that waits on them.
+    assert prio[("write_rationales", "source=distill")] > max(train.values())
