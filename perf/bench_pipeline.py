@@ -11,13 +11,15 @@ a fresh cache_dir inside it, then prints:
 - the critical path: the longest chain of jobs through the executed DAG (edges: a job's input
   is another job's output, read from the log), weighted by each job's wall time;
 - the fp32 and bf16 matmul rate measured right after the run on the same cores (2048^3 products
-  and decode-shaped 32x576x1536 ones, best of several), the CPU model and its bf16 flags;
+  and decode-shaped 32x576x1536 ones, best of several), on all the cores and on as many threads
+  as each model job had (one, for a CPU job sharing the machine), the CPU model and its bf16
+  flags;
 - generation and training as a fraction of that limit. Generation counts 2N FLOP per token over
   prompt + new tokens (N: all parameters, tied embeddings once), over the engine's decode time
   in each job's log. LoRA training counts 4N FLOP per real token for the frozen base (forward
   2N, input gradients 2N; the frozen weights get no weight gradients) plus 6 per trainable
   parameter, over the training loop's wall time. The limit is the large-product rate of the
-  dtype the job ran in.
+  dtype the job ran in, on the job's threads.
 
     python perf/bench_pipeline.py                                  # default profile, all cores
     python perf/bench_pipeline.py --configfile config/smoke.yaml --target results/data/split_summary.csv
@@ -49,7 +51,7 @@ SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake", ".cache", "r
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 RULE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
-FIELD = re.compile(r"^\s+(input|output|log|jobid|benchmark|wildcards): (.*)$")
+FIELD = re.compile(r"^\s+(input|output|log|jobid|benchmark|wildcards|threads): (.*)$")
 DONE = re.compile(r"^Finished job(?:id:)? (\d+)")
 ELAPSED = re.compile(r"^Elapsed time: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 GEN_LOG = re.compile(r": (\d+) items, (\d+) new tokens in ([\d.]+)s")
@@ -70,6 +72,7 @@ class Job:
     log: list[str] = field(default_factory=list)
     benchmark: str | None = None
     bench: dict | None = None
+    threads: int = 1  # Snakemake logs a job's threads only when there are more than one
 
     @property
     def wall(self) -> float | None:
@@ -119,6 +122,8 @@ def parse_log(text: str) -> tuple[list[Job], float | None]:
                 current.benchmark = value.strip()
             elif key == "wildcards":
                 current.wildcards = value.strip()
+            elif key == "threads":
+                current.threads = int(value)
             else:
                 lists = {"input": current.inputs, "output": current.outputs, "log": current.log}
                 lists[key].extend(p for p in value.split(", ") if p)
@@ -223,8 +228,9 @@ def matmul_rates(
 
 
 def against_limit(row: dict, flop: float, seconds: float, rates: dict) -> dict:
-    """``row`` plus achieved GFLOP/s and its fraction of the large-product rate in ``row['dtype']``."""
-    limit = rates.get(f"{row['dtype']}_large")
+    """``row`` plus achieved GFLOP/s and its fraction of the large-product rate in ``row['dtype']``
+    on ``row['threads']`` threads (``rates``: thread count -> matmul_rates)."""
+    limit = rates.get(row["threads"], {}).get(f"{row['dtype']}_large")
     achieved = flop / seconds / 1e9 if seconds and flop else None
     fraction = round(achieved / limit, 3) if achieved and limit else None
     return {**row, "gflop_per_s": achieved and round(achieved, 1), "limit_gflop_per_s": limit,
@@ -286,7 +292,7 @@ def generation_paths(run: Path, jobs: list[Job], rates: dict) -> list[dict]:
         new = sum(r["n_new_tokens"] for r in records)
         n = param_count(model_dir) if model_dir else 0
         g = groups.setdefault(
-            f"generate {Path(job.outputs[0]).name.removesuffix('.jsonl')}", defaultdict(float)
+            (f"generate {Path(job.outputs[0]).name.removesuffix('.jsonl')}", job.threads), defaultdict(float)
         )
         g["jobs"] += 1
         g["items"] += len(records)
@@ -297,9 +303,10 @@ def generation_paths(run: Path, jobs: list[Job], rates: dict) -> list[dict]:
         g["flop"] += 2.0 * n * (prompt + new)
         g["dtype"] = (records[0].get("decoding") or {}).get("dtype", "float32") if records else "float32"
     out = []
-    for name, g in sorted(groups.items()):
+    for (name, threads), g in sorted(groups.items()):
         flop, seconds = g.pop("flop"), g["seconds"]
-        row = {"path": name, **{k: int(v) if k not in ("dtype", "seconds") else v for k, v in g.items()}}
+        row = {"path": name, "threads": threads,
+               **{k: int(v) if k not in ("dtype", "seconds") else v for k, v in g.items()}}  # fmt: skip
         row["tokens_per_s"] = round((g["prompt_tokens"] + g["new_tokens"]) / seconds, 1) if seconds else None
         total = g["prompt_tokens"] + g["new_tokens"]
         row["prefix_kv_bound"] = round(g["shared_prefix_tokens"] / total, 3) if total else None
@@ -319,7 +326,8 @@ def training_paths(run: Path, jobs: list[Job], rates: dict) -> list[dict]:
             out.append({"path": name, "skipped": meta.get("skipped", "no throughput recorded")})
             continue
         trainable, total = meta.get("trainable_params", 0), meta.get("total_params", 0)
-        row = {"path": name, "dtype": meta.get("config", {}).get("dtype_resolved", "float32"),
+        row = {"path": name, "threads": job.threads,
+               "dtype": meta.get("config", {}).get("dtype_resolved", "float32"),
                "real_tokens": meta.get("train_real_tokens"), "seconds": round(meta.get("wall_s", 0.0), 1),
                "tokens_per_s": round(meta["train_tokens_per_s"], 1),
                "peak_rss_mb": (job.bench or {}).get("max_rss")}  # fmt: skip
@@ -366,14 +374,18 @@ def report(run: Path, wall: float | None, cores: int, rc: int | None, repeats: i
     print(f"critical path: {length:.1f} s over {len(chain)} jobs")
     for job in chain:
         print(f"  {fmt(job.wall):>8} s  {job.label}")
-    rates, cpu = matmul_rates(cores, repeats=repeats), cpu_info()
+    # Each job is held to the rate of as many threads as it had (a one-core decode job next
+    # to another is measured against one core, not the machine).
+    used = sorted({cores, *(j.threads for j in jobs if j.rule in ("generate_answers", "train_adapter"))})
+    rates, cpu = {t: matmul_rates(t, repeats=repeats) for t in used}, cpu_info()
     yes = {True: "yes", False: "no"}
     print(f"\nCPU: {cpu['model']} ({cores} threads); AVX-512-BF16: {yes[cpu['avx512_bf16']]}, "
           f"AMX-BF16: {yes[cpu['amx_bf16']]}")  # fmt: skip
-    print("matmul GFLOP/s: " + ", ".join(f"{k} {v}" for k, v in rates.items()))
+    for threads, by_kind in rates.items():
+        print(f"matmul GFLOP/s, {threads} thread(s): " + ", ".join(f"{k} {v}" for k, v in by_kind.items()))
     hot = generation_paths(run, jobs, rates) + training_paths(run, jobs, rates)
-    print(f"\n{'hot path':<34}{'dtype':>9}{'tokens/s':>10}{'GFLOP/s':>9}{'limit':>8}{'of limit':>10}"
-          f"{'prefix-KV':>11}")  # fmt: skip
+    print(f"\n{'hot path':<34}{'threads':>8}{'dtype':>9}{'tokens/s':>10}{'GFLOP/s':>9}{'limit':>8}"
+          f"{'of limit':>10}{'prefix-KV':>11}")  # fmt: skip
     if not hot:
         print("(no generate_answers or train_adapter job ran)")
     for h in hot:
@@ -382,8 +394,8 @@ def report(run: Path, wall: float | None, cores: int, rc: int | None, repeats: i
         else:
             limit, share = fmt(h["limit_gflop_per_s"], ".0f"), fmt(h["fraction_of_limit"], ".1%")
             bound = fmt(h["prefix_kv_bound"], ".1%") if "prefix_kv_bound" in h else ""
-            print(f"{h['path']:<34}{h['dtype']:>9}{fmt(h['tokens_per_s']):>10}{fmt(h['gflop_per_s']):>9}"
-                  f"{limit:>8}{share:>10}{bound:>11}")  # fmt: skip
+            print(f"{h['path']:<34}{h['threads']:>8}{h['dtype']:>9}{fmt(h['tokens_per_s']):>10}"
+                  f"{fmt(h['gflop_per_s']):>9}{limit:>8}{share:>10}{bound:>11}")  # fmt: skip
     print(
         "(generation: 2N FLOP per prompt+new token over decode time; training: 4N_base + 6N_lora per token;\n"
         " prefix-KV: the prompts' shared leading tokens as a share of all tokens, the most that\n"
@@ -392,7 +404,7 @@ def report(run: Path, wall: float | None, cores: int, rc: int | None, repeats: i
     path = {"seconds": round(length, 1), "jobs": [{"job": j.label, "seconds": j.wall} for j in chain]}
     return {"run_dir": str(run), "cores": cores, "snakemake_rc": rc, "whole_run_wall_s": wall, "rules": rows,
             "unmeasured_rules": unmeasured, "unclaimed_benchmarks": stray, "critical_path": path, "cpu": cpu,
-            "matmul_gflop_per_s": rates, "hot_paths": hot}  # fmt: skip
+            "matmul_gflop_per_s": {str(t): r for t, r in rates.items()}, "hot_paths": hot}  # fmt: skip
 
 
 def copy_workflow(dest: Path) -> None:

@@ -376,6 +376,10 @@ def job_priority(tier, *, control=False):
 
 
 def generation_priority(wildcards):
-    """The audit split's generations are on the way to a repair round; the rest are not."""
-    tier = "audit_path" if wildcards.split == AUDIT_SPLIT else "rest"
-    return job_priority(tier)(wildcards)
+    """The audit split's generations are on the way to a repair round; the rest are not.
+    M0's audit replies are paired with every tuned model's, the control's too, so they
+    rank with the control arm: in the 2026-12-03 run, tied with M_int's training, they
+    started after it and held the control arm's audit back by 100 s."""
+    if wildcards.split != AUDIT_SPLIT:
+        return job_priority("rest")(wildcards)
+    return job_priority("audit_path", control=wildcards.model == vocab.BASE_MODEL)(wildcards)

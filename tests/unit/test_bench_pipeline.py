@@ -53,6 +53,7 @@ rule train_adapter:
     jobid: 7
     benchmark: benchmarks/train/m_int.tsv
     wildcards: model=m_int
+    threads: 2
 [Tue Dec  1 22:06:30 2026]
 Finished jobid: 7 (Rule: train_adapter)
 [Tue Dec  1 22:06:30 2026]
@@ -82,6 +83,7 @@ def test_parse_log_finds_jobs_files_stamps_and_elapsed(bench):
     assert by_id[4].end - by_id[4].start == 24  # old-style "Finished job 4." line
     assert by_id[4].benchmark == "benchmarks/models/convert_tiny.tsv"
     assert by_id[7].wildcards == "model=m_int" and by_id[7].label == "train_adapter[model=m_int]"
+    assert by_id[7].threads == 2 and by_id[1].threads == 1  # one thread is not logged
     assert by_id[9].end is None and by_id[9].wall is None  # started, never finished
     assert elapsed == pytest.approx(62.5)
 
@@ -172,10 +174,11 @@ def test_generation_fraction_counts_2n_per_prompt_and_new_token(bench, tmp_path)
     )
     gen = bench.Job(jobid=1, rule="generate_answers", inputs=["results/models/tiny"],
                     outputs=["results/generate/m0/test.binary.jsonl"], log=["logs/gen.log"])  # fmt: skip
-    [row] = bench.generation_paths(tmp_path, [gen], {"float32_large": 1.0})
+    [row] = bench.generation_paths(tmp_path, [gen], {1: {"float32_large": 1.0}, 2: {"float32_large": 9.0}})
     # (600 prompt + 200 new) tokens x 2 x 1e6 FLOP over 2 s = 0.8 GFLOP/s against 1 GFLOP/s.
     assert row["path"] == "generate test.binary" and row["prompt_tokens"] == 600
     assert row["tokens_per_s"] == 400 and row["gflop_per_s"] == 0.8 and row["fraction_of_limit"] == 0.8
+    assert row["threads"] == 1  # held to the one-thread rate, not the machine's
 
 
 def test_shared_prefix_counts_the_tokens_every_prompt_starts_with(bench, tiny_model):
@@ -203,7 +206,9 @@ def test_training_fraction_counts_4n_base_and_6n_lora(bench, tmp_path):
     jobs = [bench.Job(jobid=i, rule="train_adapter", wildcards=f"model={name}",
                       outputs=[f"results/adapters/{name}/train_config.json"])
             for i, name in enumerate(["m_int", "m_dart"])]  # fmt: skip
-    trained, idle = bench.training_paths(tmp_path, jobs, {"bfloat16_large": 1.0})
+    jobs[0].threads = 2
+    rates = {1: {"bfloat16_large": 9.0}, 2: {"bfloat16_large": 1.0}}
+    trained, idle = bench.training_paths(tmp_path, jobs, rates)
     # 100 tokens/s x (4 x 1e6 + 6 x 1e5) FLOP = 0.46 GFLOP/s.
     assert trained["path"] == "train m_int" and trained["dtype"] == "bfloat16"
     assert trained["gflop_per_s"] == 0.5 and trained["fraction_of_limit"] == pytest.approx(0.46)

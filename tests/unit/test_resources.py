@@ -144,6 +144,8 @@ def test_on_two_local_cores_every_model_job_takes_one_and_the_control_chain_goes
     for model in ("m0", "m_int", "m_int_planted"):
         val, test = (gen[f"model={model}, split={split}, framing=binary"] for split in ("val", "test"))
         assert val > test, model
+    # Every audit, the control's too, pairs with M0's audit replies.
+    assert gen["model=m0, split=val, framing=binary"] > train["model=m_int"]
     assert prio[("judge_check", "")] > prio[("audit_table", "model=m_int")]
     # The Stage I rationales before anything that waits on them.
     assert prio[("write_rationales", "source=distill")] > max(train.values())
