@@ -3,6 +3,7 @@ prompts with continuous batching, per-item seeded sampling and early stops."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -56,18 +57,27 @@ class HFGenerator:
     """Generate replies to chat conversations with a local or hub causal LM (optionally LoRA-adapted)."""
 
     def __init__(self, cfg: HFModelConfig, *, progress: bool = True) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.cfg = cfg
         self.progress = progress
         self.device = pick_device(cfg.device)
         check_4bit(cfg.quantization, self.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
-        started = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
         self.tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @functools.cached_property
+    def model(self):
+        """The weights, loaded on first use: a job that finds an identical job's replies (a
+        repair round that kept its parent's adapter) renders its prompts with the tokenizer
+        and never loads them (about 5 s a job for the 135M model with an adapter)."""
+        from transformers import AutoModelForCausalLM
+
+        cfg = self.cfg
+        started = time.perf_counter()
         load_kwargs = quantized_load_kwargs(cfg.quantization, self.dtype)
         model = AutoModelForCausalLM.from_pretrained(
             cfg.model, revision=cfg.revision, dtype=self.dtype, **load_kwargs
@@ -81,7 +91,6 @@ class HFGenerator:
                 model = model.merge_and_unload()
         if cfg.quantization == "none":
             model = model.to(self.device)
-        self.model = model.eval()
         logger.info(
             "loaded %s%s on %s as %s in %.1fs",
             cfg.model,
@@ -90,6 +99,7 @@ class HFGenerator:
             str(self.dtype).replace("torch.", ""),
             time.perf_counter() - started,
         )
+        return model.eval()
 
     @property
     def dtype_name(self) -> str:

@@ -325,6 +325,24 @@ def test_an_identical_job_reads_the_earlier_replies_and_writes_its_own_records(p
             assert a[field] == b[field], field
 
 
+def test_an_identical_job_never_loads_the_weights(paths, tmp_path, tiny_model):
+    """The reused job renders its prompts with the tokenizer alone; the weights stay on disk."""
+    from harmdrift.lm.engine import HFGenerator, HFModelConfig
+
+    items, template, out = paths
+    model_cfg = HFModelConfig(model=tiny_model, dtype="float32", device="cpu", batch_size=2)
+    first = HFGenerator(model_cfg, progress=False)
+    generate_answers(items, template, out, cfg=FORCED, generator=first, provenance=PROV,
+                     reuse=_reuse(tmp_path))  # fmt: skip
+    assert "model" in vars(first)  # decoded, so loaded
+    second = HFGenerator(model_cfg, progress=False)
+    copy_out = out.with_name("copy.binary.jsonl")
+    summary = generate_answers(items, template, copy_out, cfg=FORCED, generator=second, provenance=PROV,
+                               reuse=_reuse(tmp_path))  # fmt: skip
+    assert summary["reused_from_identical_job"] == 5 and "model" not in vars(second)
+    assert [r["raw_output"] for r in read_jsonl(copy_out)] == [r["raw_output"] for r in read_jsonl(out)]
+
+
 def test_other_weights_or_prompts_decode_again(paths, tmp_path):
     items, template, out = paths
     generate_answers(items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES), provenance=PROV,
