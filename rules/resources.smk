@@ -40,11 +40,12 @@ CLUSTER_MODEL_THREADS = 8
 # fp32, 64 binary prompts, 2026-12-02): one job on both cores 66.5 s, on one core 93.2 s,
 # and two one-core jobs side by side 93.2 s each, so 1.4x the work per second. A decode step
 # is latency-bound (193 ms on two cores, 232 ms on one): a second core does little for one
-# job and much for a second. Training scales better (3.6 s a step on two cores, 6.2 s on
-# one), yet two one-core trainings side by side (6.5 s a step each) still do 1.1x the work
-# of one on both; and a job holding every core cannot start until both are free, so the
-# one-core jobs around it left a core idle for minutes (2026-12-03, default profile). So
-# training takes its share too.
+# job and much for a second. Training scales with cores (3.6 s a step on two, 6.2 s on one;
+# in the default run 186-189 real tokens/s on two cores, 96-99 each for two one-core jobs
+# side by side, so about the same work per second), but a job holding every core cannot
+# start until both are free, and the one-core jobs around it left a core idle for minutes.
+# So training takes its share too: the default run went from 1254 to 1146 s with this and
+# the rule priorities below (2026-12-03, AMD EPYC).
 LOCAL_MODEL_JOBS_AT_ONCE = 2
 # An API job mostly waits on the network; its client threads need little CPU.
 CLUSTER_API_THREADS = 2
