@@ -383,4 +383,5 @@ def generation_priority(wildcards):
     started after it and held the control arm's audit back by 100 s."""
     if wildcards.split != AUDIT_SPLIT:
         return job_priority("rest")(wildcards)
-    return job_priority("audit_path", control=wildcards.model == vocab.BASE_MODEL)(wildcards)
+    with_control = wildcards.model == vocab.BASE_MODEL
+    return job_priority("audit_path", control=with_control)(wildcards)
