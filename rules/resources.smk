@@ -365,15 +365,17 @@ PRIORITY = {
 CONTROL_MODELS = {vocab.PLANTED_MODEL, vocab.PLANTED_REPAIR_MODEL}
 
 
+def tier_priority(tier, model=None, *, control=False):
+    """A tier's priority, one more for the control arm's jobs (``control``, or ``model``
+    being a control model)."""
+    return PRIORITY[tier] + int(control or model in CONTROL_MODELS)
+
+
 def job_priority(tier, *, control=False):
-    """A rule's priority: its tier's, one more for the control arm's jobs (``control``, or a
-    job whose model wildcard is a control model)."""
-
-    def priority(wildcards):
-        model = getattr(wildcards, "model", None)
-        return PRIORITY[tier] + (control or model in CONTROL_MODELS)
-
-    return priority
+    """A rule's ``priority:``: its tier's, by the job's model wildcard if it has one."""
+    return lambda wildcards: tier_priority(
+        tier, getattr(wildcards, "model", None), control=control
+    )
 
 
 def generation_priority(wildcards):
@@ -382,6 +384,6 @@ def generation_priority(wildcards):
     rank with the control arm: in the 2026-12-03 run, tied with M_int's training, they
     started after it and held the control arm's audit back by 100 s."""
     if wildcards.split != AUDIT_SPLIT:
-        return job_priority("rest")(wildcards)
-    with_control = wildcards.model == vocab.BASE_MODEL
-    return job_priority("audit_path", control=with_control)(wildcards)
+        return tier_priority("rest", wildcards.model)
+    is_m0 = wildcards.model == vocab.BASE_MODEL
+    return tier_priority("audit_path", wildcards.model, control=is_m0)

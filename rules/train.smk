@@ -16,7 +16,8 @@ rule train_adapter:
     priority: job_priority("audit_path")
     conda:
         "../envs/hf.yaml"
-    # Two trainings side by side do more than one on every core (LOCAL_MODEL_JOBS_AT_ONCE).
+    # Half the cores, like every local model job, so it never waits for both to be free
+    # (LOCAL_MODEL_JOBS_AT_ONCE).
     threads: model_threads(student_section())
     resources:
         mem_mb=request_of(train_request, "mem_mb"),
