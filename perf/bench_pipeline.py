@@ -10,10 +10,10 @@ a fresh cache_dir inside it, then prints:
 - ``whole-run wall: <seconds> s``, measured around the snakemake call;
 - the critical path: the longest chain of jobs through the executed DAG (edges: a job's input
   is another job's output, read from the log), weighted by each job's wall time;
-- the fp32 and bf16 matmul rate measured right after the run on the same cores (2048^3 products
-  and decode-shaped 32x576x1536 ones, best of several), on all the cores and on as many threads
-  as each model job had (one, for a CPU job sharing the machine), the CPU model and its bf16
-  flags;
+- the fp32 matmul rate (and bf16 where the hardware has it) measured right after the run on
+  the same cores (2048^3 products and decode-shaped 32x576x1536 ones, best of several), on all
+  the cores and on as many threads as each model job had (one, for a CPU job sharing the
+  machine), the CPU model and its bf16 flags;
 - generation and training as a fraction of that limit. Generation counts 2N FLOP per token over
   prompt + new tokens (N: all parameters, tied embeddings once), over the engine's decode time
   in each job's log. LoRA training counts 4N FLOP per real token for the frozen base (forward
@@ -200,17 +200,25 @@ def cpu_info() -> dict:
     return {"model": name.group(1).strip() if name else "unknown", **named, "logical_cpus": os.cpu_count()}
 
 
+def has_fast_bf16(device: str = "cpu") -> bool:
+    """Whether bf16 matmuls have hardware here: a GPU, or a CPU with AVX-512-BF16 or AMX."""
+    cpu = cpu_info()
+    return device == "cuda" or cpu["avx512_bf16"] or cpu["amx_bf16"]
+
+
 def matmul_rates(
     threads: int | None = None, device: str = "cpu", repeats: int = 5, budget: float = 2e9
 ) -> dict:
-    """Best-of-``repeats`` GFLOP/s of a@b in fp32 and bf16, large (2048^3) and decode-shaped."""
+    """Best-of-``repeats`` GFLOP/s of a@b, large (2048^3) and decode-shaped, in fp32 and, where the
+    hardware has it, bf16. Without it `dtype: auto` runs fp32, and an emulated bf16 product
+    (0.3 GFLOP/s on an AVX2 AMD EPYC) took minutes to time for a figure no job is held to."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     rates = {}
-    for dtype in ("float32", "bfloat16"):
+    for dtype in ("float32", "bfloat16") if has_fast_bf16(device) else ("float32",):
         for shape, (m, k, n) in {"large": (2048, 2048, 2048), "decode": (32, 576, 1536)}.items():
             a = torch.randn(m, k, dtype=getattr(torch, dtype), device=device)
             b = torch.randn(k, n, dtype=getattr(torch, dtype), device=device)

@@ -1,5 +1,6 @@
 """The pure parts of perf/bench_pipeline.py: benchmark files, the Snakemake log, the per-rule
-table, the critical path and the hot-path arithmetic (nothing here runs Snakemake or torch)."""
+table, the critical path, the hot-path arithmetic (nothing here runs Snakemake) and which
+matmul rates are timed (tiny products)."""
 
 from __future__ import annotations
 
@@ -221,3 +222,19 @@ def test_config_files_map_into_the_scratch_copy(bench, tmp_path):
     )
     outside = tmp_path / "mine.yaml"
     assert bench.in_scratch(str(outside), Path("/scratch")) == str(outside.resolve())
+
+
+@pytest.mark.parametrize(
+    "flags, dtypes",
+    [
+        ({"avx512_bf16": False, "amx_bf16": False}, {"float32"}),
+        ({"avx512_bf16": True, "amx_bf16": False}, {"float32", "bfloat16"}),
+        ({"avx512_bf16": False, "amx_bf16": True}, {"float32", "bfloat16"}),
+    ],
+)
+def test_bf16_rates_are_timed_only_where_the_cpu_has_bf16(bench, monkeypatch, flags, dtypes):
+    # Emulated bf16 (AVX2 only) times at 0.3 GFLOP/s: minutes for a rate no CPU job runs at.
+    monkeypatch.setattr(bench, "cpu_info", lambda: {"model": "test", "avx512f": False, **flags})
+    rates = bench.matmul_rates(1, repeats=1, budget=1e6)
+    assert {key.rsplit("_", 1)[0] for key in rates} == dtypes
+    assert all(value > 0 for value in rates.values())
