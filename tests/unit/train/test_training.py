@@ -398,6 +398,45 @@ def test_continuing_starts_from_the_init_adapter(trained, tiny_model, tmp_path):
     assert any(saved[k].abs().max() > 1e-3 for k in saved if "lora_B" in k)
 
 
+def test_one_example_a_pass_with_accumulation_gives_the_batched_gradient(tiny_model, tokenizer, tmp_path):
+    # The default profile trains one example per forward pass and accumulates 4 (no padding,
+    # half the peak RSS): each optimizer step must see the gradient a batch of 4 gives, the
+    # last step of fewer examples (10 rows = 4 + 4 + 2) and mixed lengths and weights included.
+    from transformers import TrainerCallback, set_seed
+
+    rows = repetitive_rows(10)
+    for i, row in enumerate(rows):
+        row["weight"] = 1.0 + (i % 3)
+    features, _ = encode_examples(tokenizer, load_examples(write_examples(tmp_path / "e.jsonl", rows)), 64)
+
+    class KeepGradients(TrainerCallback):
+        def __init__(self, model):
+            self.model, self.steps = model, []
+
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            self.steps.append(
+                {k: p.grad.clone() for k, p in self.model.named_parameters() if p.requires_grad}
+            )
+
+    grads = {}
+    for batch, accum in ((4, 1), (1, 4)):
+        # Dropout off, as in the default profile: otherwise each pass draws other masks.
+        cfg = TrainConfig(**FAST, lora_dropout=0.0, batch_size=batch, grad_accum=accum, epochs=1)
+        set_seed(0)  # the same fresh LoRA matrices for both
+        model = attach_adapter(load_base_model(tiny_model, cfg, torch.float32, "cpu"), cfg)
+        trainer = build_trainer(model, tokenizer, features, cfg, tmp_path / f"b{batch}", torch.float32, "cpu")
+        keep = KeepGradients(model)
+        trainer.add_callback(keep)
+        trainer.train()
+        grads[batch] = keep.steps
+    assert len(grads[4]) == len(grads[1]) == 3
+    for batched, accumulated in zip(grads[4], grads[1], strict=True):
+        assert batched.keys() == accumulated.keys() and batched
+        assert any(g.abs().max() > 0 for g in batched.values())
+        for name, g in batched.items():
+            assert torch.allclose(accumulated[name], g, rtol=1e-4, atol=1e-7), name
+
+
 def test_interrupted_run_resumes_from_its_checkpoint(tiny_model, tmp_path, monkeypatch):
     import harmdrift.train.run as training
 
