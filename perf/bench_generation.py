@@ -8,12 +8,12 @@ seeded sampling and a stop once the conclusion line is written.
 
 Prints the wall time of each and their ratio; nothing is asserted (machines are noisy).
 
-It also measures the machine's matmul rate in the same run (fp32, and bf16 where the hardware
-has it; 2048^3 and decode-shaped 32x576x1536 products, best of several;
-perf/bench_pipeline.py's ``matmul_rates``) and prints each run as a fraction of that limit: the ideal time
-(prompt tokens + new tokens) x 2 x parameters / the large-product rate in the run's dtype,
-divided by the measured wall time. Prefill is counted for every prompt token, and the
-parameter count includes the (tied) output layer once.
+It also measures the machine's matmul rate in the same run (fp32, and bf16 where the
+hardware has it; 2048^3 and decode-shaped 32x576x1536 products, best of several;
+perf/bench_pipeline.py's ``matmul_rates``) and prints each run as a fraction of that limit:
+the ideal time (prompt tokens + new tokens) x 2 x parameters / the large-product rate in the
+run's dtype, divided by the measured wall time. Prefill is counted for every prompt token,
+and the parameter count includes the (tied) output layer once.
 
     python perf/bench_generation.py --model results/models/smollm2-135m-instruct --n 64
 """

@@ -201,9 +201,14 @@ def cpu_info() -> dict:
 
 
 def has_fast_bf16(device: str = "cpu") -> bool:
-    """Whether bf16 matmuls have hardware here: a GPU, or a CPU with AVX-512-BF16 or AMX."""
+    """Whether bf16 matmuls have hardware here: a GPU that supports bf16 (the test `dtype: auto`
+    makes, harmdrift.core.runtime.pick_dtype), or a CPU with AVX-512-BF16 or AMX."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.is_bf16_supported()
     cpu = cpu_info()
-    return device == "cuda" or cpu["avx512_bf16"] or cpu["amx_bf16"]
+    return cpu["avx512_bf16"] or cpu["amx_bf16"]
 
 
 def matmul_rates(
