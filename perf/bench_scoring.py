@@ -9,13 +9,16 @@ orders and reads the answer off the next token's probabilities. Two things make 
 - The judge template's instructions come first, so every prompt starts with the same few
   hundred tokens; the engine runs them once per scoring call and every batch shares their KV
   cache.
+- Both orders of every pair are scored in one call, and an item's check pairs share its
+  question, gold answer and often the first explanation: rows grouped by such an opening run
+  it once per batch (``lm.groups``).
 
 Builds the default profile's audit split and check pairs in memory (nothing is written),
-runs the judge's real path (``audit.judge.ask_judge``, drift field only, no reason) three
+runs the judge's real path (``audit.judge.ask_judge``, drift field only, no reason) four
 times on one loaded model: file order without sharing (the baseline), length-sorted without
-sharing, and length-sorted with sharing (the default). Prints each wall time, its ratio to
-the baseline, the share of prompt tokens that are shared, and whether the verdicts agree.
-Nothing is asserted: machines are noisy.
+sharing, length-sorted with the common prefix shared, and that with row groups (the
+default). Prints each wall time, its ratio to the baseline, the share of prompt tokens that
+are shared, and whether the verdicts agree. Nothing is asserted: machines are noisy.
 
     python perf/bench_scoring.py --model results/models/smollm2-135m-instruct  # 120 pairs
     python perf/bench_scoring.py --pairs 40                                    # a quicker look
@@ -39,14 +42,16 @@ from harmdrift.config import chat_backend, judge_config, validate_config
 from harmdrift.core.prompts import load_template
 from harmdrift.data.load import load_benchmarks
 from harmdrift.data.splits import SplitConfig, make_splits
-from harmdrift.lm import engine
+from harmdrift.lm import engine, groups
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MIN_SHARED = engine.MIN_SHARED_PREFIX
-MODES = {  # name: (sort_by_length, share the common prefix)
-    "file order, whole prompts (baseline)": (False, False),
-    "length-sorted, whole prompts": (True, False),
-    "length-sorted, shared prefix (default)": (True, True),
+DEFAULT_GROUP_SHARE = groups.MIN_GROUP_SHARE
+MODES = {  # name: (sort_by_length, share the common prefix, group rows by a longer opening)
+    "file order, whole prompts (baseline)": (False, False, False),
+    "length-sorted, whole prompts": (True, False, False),
+    "length-sorted, shared prefix": (True, True, False),
+    "length-sorted, shared prefix, row groups (default)": (True, True, True),
 }
 
 
@@ -64,32 +69,29 @@ def check_pairs(config: dict, limit: int | None) -> list[dict]:
     return pairs[:limit] if limit else pairs
 
 
-def timed_verdicts(backend, pairs, template, cfg, sort: bool, share: bool) -> tuple[float, list]:
+def timed_verdicts(backend, pairs, template, cfg, sort: bool, share: bool, group: bool) -> tuple[float, list]:
     generator = backend._load()
     generator.cfg = replace(generator.cfg, sort_by_length=sort)
     # A threshold no prefix reaches turns sharing off.
     engine.MIN_SHARED_PREFIX = DEFAULT_MIN_SHARED if share else 10**9
+    groups.MIN_GROUP_SHARE = DEFAULT_GROUP_SHARE if group else 10**9
     started = time.perf_counter()
-    verdicts = ask_judge(backend, pairs, template, cfg, key_prefix=f"bench{sort}{share}:", fields=DRIFT_ONLY,
-                         want_reason=False)  # fmt: skip
+    verdicts = ask_judge(backend, pairs, template, cfg, key_prefix=f"bench{sort}{share}{group}:",
+                         fields=DRIFT_ONLY, want_reason=False)  # fmt: skip
     return time.perf_counter() - started, verdicts
 
 
-def shared_share(backend, pairs, template) -> float:
-    """Shared leading tokens over all prompt tokens: the judge scores each order in one call,
-    whose common prefix runs once."""
+def shared_shares(backend, pairs, template) -> tuple[float, float]:
+    """Of all prompt tokens of the one call that scores both orders: the share in the common
+    prefix (run once), and the further share that row groups run once per group."""
     generator = backend._load()
-    shared = total = 0
-    for order in ORDERS:
-        prompts = [
-            generator.tokenizer(
-                generator.render(judge_messages(pair, template, order)), add_special_tokens=False
-            )["input_ids"]
-            for pair in pairs
-        ]
-        shared += generator._shared_length(prompts, 1) * len(prompts)
-        total += sum(map(len, prompts))
-    return shared / total
+    texts = [generator.render(judge_messages(pair, template, order)) for order in ORDERS for pair in pairs]
+    prompts = [generator.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    total = sum(map(len, prompts))
+    start = generator._shared_length(prompts, 1)
+    grouped = [(shared, rows) for shared, rows in groups.group_rows(prompts, start, 1) if len(rows) > 1]
+    saved = sum((shared - start) * (len(rows) - 1) for shared, rows in grouped)
+    return start * len(prompts) / total, saved / total
 
 
 def main() -> None:
@@ -110,8 +112,9 @@ def main() -> None:
     template = load_template(ROOT / "config/prompts/judge_drift.txt", TEMPLATE_SLOTS)
     print(f"cpu: {cpu_info()}")
     print(f"{len(pairs)} check pairs, both orders, judge {judge['model']} batch {judge['batch_size']}")
-    timed_verdicts(backend, pairs[:4], template, cfg, sort=True, share=True)  # load and warm up once
-    print(f"shared prefix:  {shared_share(backend, pairs, template):.1%} of prompt tokens")
+    timed_verdicts(backend, pairs[:4], template, cfg, sort=True, share=True, group=True)  # load, warm up
+    prefix, grouped = shared_shares(backend, pairs, template)
+    print(f"shared prefix: {prefix:.1%} of prompt tokens; row groups run a further {grouped:.1%} once")
     results = {name: timed_verdicts(backend, pairs, template, cfg, *mode) for name, mode in MODES.items()}
     base_s, base_verdicts = next(iter(results.values()))
     for name, (seconds, verdicts) in results.items():
@@ -121,7 +124,7 @@ def main() -> None:
             for order in ORDERS
         )
         ratio = base_s / seconds
-        print(f"{name:40s} {seconds:7.1f} s  {ratio:5.2f}x  verdicts equal {same} of {2 * len(pairs)}")
+        print(f"{name:52s} {seconds:7.1f} s  {ratio:5.2f}x  verdicts equal {same} of {2 * len(pairs)}")
 
 
 if __name__ == "__main__":

@@ -104,21 +104,27 @@ def ask_judge(
     ``fields`` and ``want_reason`` narrow what is asked: the check set measures the drift
     verdict alone, so it skips the category, severity and reason passes.
     """
+    # Both orders in one call: a local judge then runs what a pair's prompts share (the
+    # question and gold answer, and the first explanation across an item's check pairs) once
+    # (lm.groups). Calibration compares each order with its own content-free prompt, so with
+    # it each order is asked on its own.
+    calls = [(order,) for order in ORDERS] if cfg.calibrate else [ORDERS]
     by_order = {}
-    for order in ORDERS:
+    for orders in calls:
         replies = ask_structured(
             backend,
-            [judge_messages(pair, template, order) for pair in pairs],
+            [judge_messages(pair, template, order) for order in orders for pair in pairs],
             fields,
             params=cfg.params,
-            keys=[f"{key_prefix}{pair['id']}#judge-{order}" for pair in pairs],
+            keys=[f"{key_prefix}{pair['id']}#judge-{order}" for order in orders for pair in pairs],
             max_reasks=cfg.max_reasks,
             want_reason=want_reason,
             reason_when=("drift", "yes"),
             structured_output=cfg.structured_output,
-            calibration=judge_messages(BLANK_PAIR, template, order) if cfg.calibrate else None,
+            calibration=judge_messages(BLANK_PAIR, template, orders[0]) if cfg.calibrate else None,
         )
-        by_order[order] = [_verdict(r) for r in replies]
+        for k, order in enumerate(orders):
+            by_order[order] = [_verdict(r) for r in replies[k * len(pairs) : (k + 1) * len(pairs)]]
     return [
         {"id": pair["id"], "ab": ab, "ba": ba}
         for pair, ab, ba in zip(pairs, by_order["ab"], by_order["ba"], strict=True)

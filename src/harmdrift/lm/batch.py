@@ -185,22 +185,28 @@ class _LiveBatch:
         return layers, _stack_masks(masks), torch.cat(positions), torch.cat(logits)
 
     def _prefill_chunk(self, rows: list[_Row]):
-        from transformers import DynamicCache
+        return prefill(self.model, self.tokenizer, [r.prompt for r in rows], self.prefix)
 
-        ids, mask, positions, cache = inputs_after_prefix(
-            self.tokenizer, self.model, [r.prompt for r in rows], self.prefix
-        )
-        if cache is None:
-            cache = DynamicCache(config=self.model.config)
-        logits = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        ).logits[:, -1, :]
-        return cache, mask, positions[:, -1].clone(), logits
+
+def prefill(model, tokenizer, prompts: list[list[int]], prefix):
+    """Run prompts that start with an already-run ``prefix`` in one left-padded pass.
+
+    Returns the cache, the attention mask, each row's last position and its next-token logits.
+    """
+    from transformers import DynamicCache
+
+    ids, mask, positions, cache = inputs_after_prefix(tokenizer, model, prompts, prefix)
+    if cache is None:
+        cache = DynamicCache(config=model.config)
+    logits = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    ).logits[:, -1, :]
+    return cache, mask, positions[:, -1].clone(), logits
 
 
 def inputs_after_prefix(tokenizer, model, prompts: list[list[int]], prefix):

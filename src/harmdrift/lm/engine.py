@@ -14,6 +14,7 @@ from harmdrift.core.decoding import GenParams
 from harmdrift.core.runtime import check_4bit, pick_device, pick_dtype, quantized_load_kwargs
 from harmdrift.lm.batch import _LiveBatch, _Row, inputs_after_prefix
 from harmdrift.lm.forced import ForcedChoice, ForcedScorer
+from harmdrift.lm.groups import group_rows, inputs_after_heads, pack_groups, run_heads, tail_passes
 from harmdrift.lm.kv import plain_layers
 from harmdrift.lm.sampler import TokenSampler
 
@@ -208,11 +209,12 @@ class HFGenerator:
         scores: list[float] = [0.0] * len(pairs)
         with torch.inference_mode():
             prefix = self._run_prefix(sequences, keep)
-            for batch in self._batches(sequences, batch_size):
-                logits = self._tail_logits([sequences[i] for i in batch], keep, prefix)
+            passes = (p for batch in self._batches(sequences, batch_size, keep, prefix[0])
+                      for p in self._passes(sequences, batch, keep, prefix))  # fmt: skip
+            for rows, logits in passes:
                 logprobs = logits.log_softmax(dim=-1)
                 width = logprobs.shape[1]
-                for row, index in enumerate(batch):
+                for row, index in enumerate(rows):
                     # Token t of the option is predicted at position t - 1.
                     option = pairs[index][1]
                     first = width - len(option)
@@ -222,16 +224,20 @@ class HFGenerator:
         n = len(options)
         return [scores[i * n : (i + 1) * n] for i in range(len(conversations))]
 
-    def _batches(self, sequences: list[list[int]], batch_size: int | None) -> list[list[int]]:
-        """Index batches for scoring; with ``sort_by_length``, of similar lengths (longest
-        first), so a batch pads to little more than its own rows need. The check set's prompts
-        hold one-line and 512-character explanations alike, so batches in file order padded
-        most rows to the longest."""
-        order = list(range(len(sequences)))
-        if self.cfg.sort_by_length:
-            order.sort(key=lambda i: len(sequences[i]), reverse=True)
+    def _batches(
+        self, sequences: list[list[int]], batch_size: int | None, keep: int, start: int
+    ) -> list[list[tuple[int, list[int]]]]:
+        """Scoring batches of row groups ``(shared length, rows)``: rows that share a long
+        opening beyond the call's common ``start`` are grouped so it runs once (``lm.groups``);
+        with ``sort_by_length``, a batch's rows have similar lengths, so it pads little. The
+        check set's prompts hold one-line and 512-character explanations alike, so batches in
+        file order padded most rows to the longest."""
+        if self._can_refill():
+            groups = group_rows(sequences, start, keep)
+        else:  # heads are copied per row, which only plain attention caches allow
+            groups = [(start, [i]) for i in range(len(sequences))]
         size = batch_size or self.cfg.batch_size
-        return [order[start : start + size] for start in range(0, len(order), size)]
+        return pack_groups(groups, sequences, size, start, self.cfg.sort_by_length)
 
     def _score_first_tokens(
         self, prompts: list[list[int]], option_ids: list[int], batch_size: int | None
@@ -242,10 +248,11 @@ class HFGenerator:
         scores: list[list[float]] = [[] for _ in prompts]
         with torch.inference_mode():
             prefix = self._run_prefix(prompts, 1)
-            for batch in self._batches(prompts, batch_size):
-                logits = self._tail_logits([prompts[i] for i in batch], 1, prefix)
+            passes = (p for batch in self._batches(prompts, batch_size, 1, prefix[0])
+                      for p in self._passes(prompts, batch, 1, prefix))  # fmt: skip
+            for rows, logits in passes:
                 logprobs = logits[:, -1].log_softmax(dim=-1)[:, option_ids]
-                for index, row in zip(batch, logprobs.tolist(), strict=True):
+                for index, row in zip(rows, logprobs.tolist(), strict=True):
                     scores[index] = row
         return scores
 
@@ -267,14 +274,27 @@ class HFGenerator:
         cache = self.model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
         return shared, plain_layers(cache)
 
-    def _tail_logits(self, sequences: list[list[int]], keep: int, prefix: tuple[int, list | None]):
-        """Float logits of the last ``keep`` positions of each sequence, as one left-padded batch.
+    def _passes(self, sequences: list[list[int]], batch, keep: int, prefix: tuple[int, list | None]):
+        """The forward passes of one batch of row groups: per pass, its row indices and the
+        float logits of each row's last ``keep`` positions.
 
         ``prefix`` (from :meth:`_run_prefix`) holds the KV cache of the tokens every sequence
-        starts with (see :func:`inputs_after_prefix`). Results equal a plain padded pass up to
-        float rounding.
+        starts with (see :func:`inputs_after_prefix`). A batch of groups with a longer shared
+        head runs the heads first, once (:func:`~harmdrift.lm.groups.run_heads`), then the
+        rows' own tokens. Results equal a plain padded pass up to float rounding.
         """
-        ids, mask, positions, cache = inputs_after_prefix(self.tokenizer, self.model, sequences, prefix)
+        if all(shared == prefix[0] for shared, _ in batch):
+            rows = [i for _, group in batch for i in group]
+            inputs = inputs_after_prefix(self.tokenizer, self.model, [sequences[i] for i in rows], prefix)
+            yield rows, self._logits(inputs, keep)
+            return
+        heads = run_heads(self.model, self.tokenizer, sequences, batch, prefix)
+        for rows in tail_passes(sequences, batch):
+            inputs = inputs_after_heads(self.tokenizer, self.model, sequences, heads, rows)
+            yield [i for _, _, i in rows], self._logits(inputs, keep)
+
+    def _logits(self, inputs, keep: int):
+        ids, mask, positions, cache = inputs
         return self.model(
             input_ids=ids,
             attention_mask=mask,

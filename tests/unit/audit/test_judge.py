@@ -198,9 +198,9 @@ def test_ask_judge_asks_both_orders_and_reads_json_verdicts():
         "error": None,
     }
     assert p2["ba"]["attempts"] == 2 and p2["ba"]["raw"] == ["not json", reply(False)]
+    # Both orders in one call (a local judge runs what their prompts share once), then re-asks.
     assert backend.calls == [
-        ["p1#judge-ab", "p2#judge-ab"],
-        ["p1#judge-ba", "p2#judge-ba"],
+        ["p1#judge-ab", "p2#judge-ab", "p1#judge-ba", "p2#judge-ba"],
         ["p2#judge-ba#reask1"],
     ]
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 
 import pytest
 import torch
 
 from harmdrift.core.decoding import GenParams, item_seed
+from harmdrift.lm import groups
 from harmdrift.lm.engine import HFGenerator, HFModelConfig
 from harmdrift.lm.sampler import TokenSampler
 
@@ -260,6 +262,43 @@ def test_a_shared_prefix_runs_once_and_changes_no_score(tiny_model, options, mon
     alone = [gen.score_options([c], options)[0] for c in conversations]
     for got, want in zip(shared, alone, strict=True):
         assert got == pytest.approx(want, abs=1e-5)
+
+
+def _grouped_conversations() -> list[list[dict]]:
+    """Judge-like rows: the shared instructions, then one of two long questions (each asked
+    several times, as the check set asks about an item), then a short text of the row's own."""
+    rng = random.Random(0)
+    words = "the a groups are treated same differently because law fact answer is question so it".split()
+    questions = [" ".join(rng.choice(words) for _ in range(40 + 8 * k)) for k in range(2)]
+    endings = [" ".join(rng.choice(words) for _ in range(2 + k % 5)) for k in range(7)]
+    asked = [f"{INSTRUCTIONS}{questions[k % 2]} {end}" for k, end in enumerate(endings)]
+    return [[{"role": "user", "content": text}] for text in asked] + SHARED[:2]
+
+
+@pytest.mark.parametrize("options", [["yes", "no"], ["yes", "the law"]])
+def test_rows_sharing_a_long_opening_run_it_once_and_score_as_alone(tiny_model, options, monkeypatch):
+    # Both questions' rows fit one batch, so their heads (of different lengths) are padded.
+    gen = make(tiny_model, batch_size=8)
+    conversations = _grouped_conversations()
+    tokens = []
+    forward = gen.model.forward
+
+    def counting(*args, **kwargs):
+        tokens.append(kwargs["input_ids"].numel())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(gen.model, "forward", counting)
+    grouped = gen.score_options(conversations, options)
+    grouped_tokens, tokens[:] = sum(tokens), []
+    monkeypatch.setattr(groups, "MIN_GROUP_SHARE", 10**6)
+    plain = gen.score_options(conversations, options)
+    monkeypatch.undo()
+    # Each question (40 or 48 words) runs once per batch, not once per row (padding included).
+    assert grouped_tokens < 0.75 * sum(tokens), (grouped_tokens, sum(tokens))
+    alone = [gen.score_options([c], options)[0] for c in conversations]
+    for got, without, want in zip(grouped, plain, alone, strict=True):
+        assert got == pytest.approx(want, abs=1e-5)
+        assert without == pytest.approx(want, abs=1e-5)
 
 
 def test_no_shared_prefix_for_one_row_or_a_short_common_start(tiny_model):
