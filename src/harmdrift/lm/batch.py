@@ -214,8 +214,7 @@ def inputs_after_prefix(tokenizer, model, prompts: list[list[int]], prefix):
 
     ``prefix`` is (length, (keys, values) per layer) of the tokens every prompt starts with, or
     (0, None). Each row runs only its own tokens and attends to a copy of the prefix's cache,
-    made with room for them. Left padding goes between the prefix and the row's own tokens,
-    where the mask hides it; positions count real tokens only, so padding never shifts RoPE.
+    made with room for them (:func:`inputs_on_cache`).
 
     Returns input ids, attention mask, position ids and the cache to extend (None without a
     prefix).
@@ -223,17 +222,32 @@ def inputs_after_prefix(tokenizer, model, prompts: list[list[int]], prefix):
     import torch
 
     shared, head = prefix
-    device = model.device
-    padded = tokenizer.pad({"input_ids": [p[shared:] for p in prompts]}, return_tensors="pt", padding=True)
-    own = padded["attention_mask"].to(device)
-    cache = None
-    if shared:
-        rows = len(prompts)
-        layers = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in head]
-        cache = roomy_cache(layers, own.shape[1], model.config)
-    mask = torch.cat([own.new_ones(own.shape[0], shared), own], dim=1)
-    positions = shared + (own.cumsum(-1) - 1).clamp(min=0)
-    return padded["input_ids"].to(device), mask, positions, cache
+    rows = len(prompts)
+    layers = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in head] if shared else None
+    head_mask = torch.ones(rows, shared, dtype=torch.long, device=model.device)
+    return inputs_on_cache(tokenizer, model, [p[shared:] for p in prompts], head_mask, layers, shared)
+
+
+def inputs_on_cache(tokenizer, model, tails: list[list[int]], head_mask, layers, starts):
+    """One left-padded pass's inputs for rows whose leading tokens are already in a cache.
+
+    Row r runs ``tails[r]`` on top of ``layers`` (its (keys, values) per layer, or None when
+    nothing ran before), whose positions ``head_mask[r]`` marks real. ``starts`` is each row's
+    count of real tokens before its tail (a number or a column). Left padding goes between the
+    cached tokens and the tail, where the mask hides it; positions count real tokens only, so
+    padding never shifts RoPE.
+
+    Returns input ids, attention mask, position ids and the cache to extend (None without
+    ``layers``).
+    """
+    import torch
+
+    padded = tokenizer.pad({"input_ids": tails}, return_tensors="pt", padding=True)
+    own = padded["attention_mask"].to(model.device)
+    cache = None if layers is None else roomy_cache(layers, own.shape[1], model.config)
+    mask = torch.cat([head_mask.to(own.dtype), own], dim=1)
+    positions = starts + (own.cumsum(-1) - 1).clamp(min=0)
+    return padded["input_ids"].to(model.device), mask, positions, cache
 
 
 def _stack_masks(masks):

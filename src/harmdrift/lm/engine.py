@@ -209,9 +209,7 @@ class HFGenerator:
         scores: list[float] = [0.0] * len(pairs)
         with torch.inference_mode():
             prefix = self._run_prefix(sequences, keep)
-            passes = (p for batch in self._batches(sequences, batch_size, keep, prefix[0])
-                      for p in self._passes(sequences, batch, keep, prefix))  # fmt: skip
-            for rows, logits in passes:
+            for rows, logits in self._scoring_passes(sequences, batch_size, keep, prefix):
                 logprobs = logits.log_softmax(dim=-1)
                 width = logprobs.shape[1]
                 for row, index in enumerate(rows):
@@ -248,9 +246,7 @@ class HFGenerator:
         scores: list[list[float]] = [[] for _ in prompts]
         with torch.inference_mode():
             prefix = self._run_prefix(prompts, 1)
-            passes = (p for batch in self._batches(prompts, batch_size, 1, prefix[0])
-                      for p in self._passes(prompts, batch, 1, prefix))  # fmt: skip
-            for rows, logits in passes:
+            for rows, logits in self._scoring_passes(prompts, batch_size, 1, prefix):
                 logprobs = logits[:, -1].log_softmax(dim=-1)[:, option_ids]
                 for index, row in zip(rows, logprobs.tolist(), strict=True):
                     scores[index] = row
@@ -273,6 +269,11 @@ class HFGenerator:
         head = torch.tensor([sequences[0][:shared]], device=self.model.device)
         cache = self.model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
         return shared, plain_layers(cache)
+
+    def _scoring_passes(self, sequences: list[list[int]], batch_size: int | None, keep: int, prefix):
+        """Every forward pass of a scoring call, batch by batch (see :meth:`_passes`)."""
+        for batch in self._batches(sequences, batch_size, keep, prefix[0]):
+            yield from self._passes(sequences, batch, keep, prefix)
 
     def _passes(self, sequences: list[list[int]], batch, keep: int, prefix: tuple[int, list | None]):
         """The forward passes of one batch of row groups: per pass, its row indices and the

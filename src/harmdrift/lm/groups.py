@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from harmdrift.lm.batch import prefill
-from harmdrift.lm.kv import plain_layers, roomy_cache
+from harmdrift.lm.batch import inputs_on_cache, prefill
+from harmdrift.lm.kv import plain_layers
 
 # A shared stretch shorter than this (after the call's common prefix) is left to each row.
 MIN_GROUP_SHARE = 32
@@ -44,14 +44,17 @@ def group_rows(sequences: Sequence[list[int]], start: int, keep: int) -> list[Gr
     """
     order = sorted(range(len(sequences)), key=lambda i: sequences[i])
     n = len(order)
+    # What a run shares is the least of its neighbours' common openings, computed once.
+    adjacent = [
+        len(os.path.commonprefix([sequences[order[i]], sequences[order[i + 1]]])) for i in range(n - 1)
+    ]
     best = [0] * (n + 1)  # best[j]: the most tokens saved over the first j rows in order
     cut: list[tuple[int, int]] = [(0, start)] * (n + 1)  # where best[j]'s last run starts, its share
     for j in range(n):
         shared = len(sequences[order[j]]) - keep
         best[j + 1], cut[j + 1] = best[j], (j, start)
         for i in range(j - 1, max(-1, j - MAX_GROUP_ROWS), -1):
-            first, nxt = sequences[order[i]], sequences[order[i + 1]]
-            shared = min(shared, len(first) - keep, len(os.path.commonprefix([first, nxt])))
+            shared = min(shared, len(sequences[order[i]]) - keep, adjacent[i])
             if shared - start < MIN_GROUP_SHARE:
                 break  # shares only shrink as the run grows
             saved = best[i] + (j - i) * (shared - start)
@@ -128,17 +131,11 @@ def inputs_after_heads(
     import torch
 
     head_mask, layers = heads
-    device = model.device
-    pick = torch.tensor([g for g, _, _ in rows], device=device)
+    pick = torch.tensor([g for g, _, _ in rows], device=model.device)
     layers = [(k.index_select(0, pick), v.index_select(0, pick)) for k, v in layers]
     tails = [sequences[i][shared:] for _, shared, i in rows]
-    padded = tokenizer.pad({"input_ids": tails}, return_tensors="pt", padding=True)
-    own = padded["attention_mask"].to(device)
-    cache = roomy_cache(layers, own.shape[1], model.config)
-    mask = torch.cat([head_mask.index_select(0, pick), own], dim=1)
-    start = torch.tensor([shared for _, shared, _ in rows], device=device)[:, None]
-    positions = start + (own.cumsum(-1) - 1).clamp(min=0)
-    return padded["input_ids"].to(device), mask, positions, cache
+    starts = torch.tensor([shared for _, shared, _ in rows], device=model.device)[:, None]
+    return inputs_on_cache(tokenizer, model, tails, head_mask.index_select(0, pick), layers, starts)
 
 
 def run_heads(model, tokenizer, sequences: Sequence[list[int]], batch: list[Group], prefix):
