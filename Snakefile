@@ -1,10 +1,12 @@
 # harm-drift / DART pipeline. Run `snakemake --cores all`; see README.md.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 report: "report/workflow.rst"
@@ -23,6 +25,11 @@ include: "rules/repair.smk"
 include: "rules/open_domain.smk"
 include: "rules/control.smk"
 include: "rules/report.smk"
+
+
+onstart:
+    # A real run (not a dry run): the API keys the config names must be set now.
+    check_api_keys(config)
 
 
 rule all:

@@ -15,7 +15,7 @@ the ideal time (prompt tokens + new tokens) x 2 x parameters / the large-product
 run's dtype, divided by the measured wall time. Prefill is counted for every prompt token,
 and the parameter count includes the (tied) output layer once.
 
-    python perf/bench_generation.py --model results/models/smollm2-135m-instruct --n 64
+    python perf/bench_generation.py --model results/default/models/smollm2-135m-instruct --n 64
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="results/models/smollm2-135m-instruct")
+    parser.add_argument("--model", default="results/default/models/smollm2-135m-instruct")
     parser.add_argument("--data", default="resources/difference_awareness")
     parser.add_argument("--template", default="config/prompts/binary.txt")
     parser.add_argument("--n", type=int, default=64, help="number of prompts")

@@ -22,7 +22,7 @@ a fresh cache_dir inside it, then prints:
   dtype the job ran in, on the job's threads.
 
     python perf/bench_pipeline.py                                  # default profile, all cores
-    python perf/bench_pipeline.py --configfile config/smoke.yaml --target results/data/split_summary.csv
+    python perf/bench_pipeline.py --configfile config/smoke.yaml --target results/smoke/data/split_summary.csv
     python perf/bench_pipeline.py --analyze /path/to/finished/run  # report on a run, run nothing
 
 Nothing is asserted (machines are noisy); ``--json`` also writes the figures to a file.

@@ -20,7 +20,7 @@ sharing, length-sorted with the common prefix shared, and that with row groups (
 default). Prints each wall time, its ratio to the baseline, the share of prompt tokens that
 are shared, and whether the verdicts agree. Nothing is asserted: machines are noisy.
 
-    python perf/bench_scoring.py --model results/models/smollm2-135m-instruct  # 120 pairs
+    python perf/bench_scoring.py --model results/default/models/smollm2-135m-instruct  # 120 pairs
     python perf/bench_scoring.py --pairs 40                                    # a quicker look
 """
 
@@ -98,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=None, help="judge only the first N check pairs")
     parser.add_argument(
-        "--model", default="results/models/smollm2-135m-instruct",
+        "--model", default="results/default/models/smollm2-135m-instruct",
         help="the judge's model folder (the embedded one: snakemake --cores 1 <this folder>)",
     )  # fmt: skip
     args = parser.parse_args()

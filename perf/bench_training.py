@@ -12,7 +12,7 @@ Each run has a fresh process of its own, so its peak RSS (model, activations, lo
 and allocator, loading included) is its own. Prints a JSON report and a one-line ratio; nothing
 is asserted (machines are noisy). ``--dtype float32`` measures what a CPU without fast bf16 runs.
 
-    python perf/bench_training.py --model results/models/smollm2-135m-instruct --n 64 --steps 4
+    python perf/bench_training.py --model results/default/models/smollm2-135m-instruct --n 64 --steps 4
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def run_isolated(name: str, *args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="results/models/smollm2-135m-instruct")
+    parser.add_argument("--model", default="results/default/models/smollm2-135m-instruct")
     parser.add_argument("--data-dir", default="resources/difference_awareness")
     parser.add_argument("--benchmarks", nargs="+", default=["D1", "N2", "N3"])
     parser.add_argument("--n", type=int, default=64, help="number of training examples")

@@ -3,15 +3,16 @@
 
 rule pair_answers:
     input:
-        base=f"results/generate/{vocab.BASE_MODEL}/{AUDIT_SPLIT}.binary.jsonl",
-        tuned=f"results/generate/{{model}}/{AUDIT_SPLIT}.binary.jsonl",
-        split_items=f"results/data/splits/{AUDIT_SPLIT}.jsonl",
+        base=f"{RESULTS}generate/{vocab.BASE_MODEL}/{AUDIT_SPLIT}.binary.jsonl",
+        tuned=f"{RESULTS}generate/{{model}}/{AUDIT_SPLIT}.binary.jsonl",
+        split_items=f"{RESULTS}data/splits/{AUDIT_SPLIT}.jsonl",
+        scorer=get_scorer_files,
     output:
-        pairs="results/audit/{model}/pairs.jsonl",
+        pairs=f"{RESULTS}audit/{{model}}/pairs.jsonl",
     log:
-        "logs/audit/{model}/pairs.log",
+        f"{LOGS}audit/{{model}}/pairs.log",
     benchmark:
-        "benchmarks/audit/{model}/pairs.tsv"
+        f"{BENCHMARKS}audit/{{model}}/pairs.tsv"
     priority: job_priority("audit_path")
     conda:
         "../envs/hf.yaml"
@@ -31,11 +32,11 @@ rule pair_answers:
 
 rule build_check_pairs:
     input:
-        split_items=f"results/data/splits/{AUDIT_SPLIT}.jsonl",
+        split_items=f"{RESULTS}data/splits/{AUDIT_SPLIT}.jsonl",
     output:
-        check_pairs="results/audit/check_pairs.jsonl",
+        check_pairs=f"{RESULTS}audit/check_pairs.jsonl",
     log:
-        "logs/audit/check_pairs.log",
+        f"{LOGS}audit/check_pairs.log",
     priority: job_priority("judge_check")
     conda:
         "../envs/tables.yaml"
@@ -44,23 +45,23 @@ rule build_check_pairs:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
     params:
-        check_set=config["audit"]["check_set"],
+        check_set=config_slice("audit.check_set", keep=("per_kind", "seed")),
     script:
         "../scripts/build_check_pairs.py"
 
 
 rule judge_check:
     input:
-        check_pairs="results/audit/check_pairs.jsonl",
+        check_pairs=f"{RESULTS}audit/check_pairs.jsonl",
         extra_pairs=config["audit"]["check_set"]["extra"],
         template="config/prompts/judge_drift.txt",
         model=get_judge_files,
     output:
-        check="results/audit/judge_check.json",
+        check=f"{RESULTS}audit/judge_check.json",
     log:
-        "logs/audit/judge_check.log",
+        f"{LOGS}audit/judge_check.log",
     benchmark:
-        "benchmarks/audit/judge_check.tsv"
+        f"{BENCHMARKS}audit/judge_check.tsv"
     priority: job_priority("judge_check")
     conda:
         "../envs/hf.yaml"
@@ -72,24 +73,26 @@ rule judge_check:
         llm_api=1 if config["audit"]["judge"]["backend"] == "openai" else 0,
     params:
         judge=config["audit"]["judge"],
-        check_set=config["audit"]["check_set"],
+        # The extra pairs come in as files (input.extra_pairs).
+        check_set=config_slice("audit.check_set", keep=("n_boot", "seed")),
         cache_dir=config["cache_dir"],
+        models_root=MODELS_ROOT,
     script:
         "../scripts/judge_check.py"
 
 
 rule judge_pairs:
     input:
-        pairs="results/audit/{model}/pairs.jsonl",
+        pairs=f"{RESULTS}audit/{{model}}/pairs.jsonl",
         template="config/prompts/judge_drift.txt",
         model=get_judge_files,
     output:
-        judgments="results/audit/{model}/judgments.jsonl",
-        usage="results/audit/{model}/judge_usage.json",
+        judgments=f"{RESULTS}audit/{{model}}/judgments.jsonl",
+        usage=f"{RESULTS}audit/{{model}}/judge_usage.json",
     log:
-        "logs/audit/{model}/judge.log",
+        f"{LOGS}audit/{{model}}/judge.log",
     benchmark:
-        "benchmarks/audit/{model}/judge.tsv"
+        f"{BENCHMARKS}audit/{{model}}/judge.tsv"
     priority: job_priority("audit_path")
     conda:
         "../envs/hf.yaml"
@@ -104,46 +107,67 @@ rule judge_pairs:
         verdicts=config["audit"]["verdicts"],
         delta=config["audit"]["delta"],
         cache_dir=config["cache_dir"],
+        models_root=MODELS_ROOT,
     script:
         "../scripts/judge_pairs.py"
 
 
 rule audit_table:
     input:
-        pairs="results/audit/{model}/pairs.jsonl",
-        judgments="results/audit/{model}/judgments.jsonl",
-        check="results/audit/judge_check.json",
+        pairs=f"{RESULTS}audit/{{model}}/pairs.jsonl",
+        judgments=f"{RESULTS}audit/{{model}}/judgments.jsonl",
     output:
         csv=report(
-            "results/audit/{model}/audit.csv",
+            f"{RESULTS}audit/{{model}}/audit.csv",
             caption="../report/audit_table.rst",
             category="Stage II audit",
             subcategory="{model}",
         ),
-        summary="results/audit/{model}/summary.json",
+    log:
+        f"{LOGS}audit/{{model}}/table.log",
+    priority: job_priority("audit_path")
+    conda:
+        "../envs/tables.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT["mem_mb"],
+        runtime=LIGHT["runtime"],
+    script:
+        "../scripts/audit_table.py"
+
+
+# The summary and figures take the judge's check-set result; the table above does not, so
+# new check pairs re-run these and the tables, never the repair that reads audit.csv.
+rule audit_summary:
+    input:
+        pairs=f"{RESULTS}audit/{{model}}/pairs.jsonl",
+        judgments=f"{RESULTS}audit/{{model}}/judgments.jsonl",
+        csv=f"{RESULTS}audit/{{model}}/audit.csv",
+        check=f"{RESULTS}audit/judge_check.json",
+    output:
+        summary=f"{RESULTS}audit/{{model}}/summary.json",
         summary_md=report(
-            "results/audit/{model}/summary.md",
+            f"{RESULTS}audit/{{model}}/summary.md",
             caption="../report/audit_summary.rst",
             category="Stage II audit",
             subcategory="{model}",
         ),
         deltas_png=report(
-            "results/audit/{model}/score_deltas.png",
+            f"{RESULTS}audit/{{model}}/score_deltas.png",
             caption="../report/audit_deltas.rst",
             category="Stage II audit",
             subcategory="{model}",
         ),
-        deltas_pdf="results/audit/{model}/score_deltas.pdf",
+        deltas_pdf=f"{RESULTS}audit/{{model}}/score_deltas.pdf",
         counts_png=report(
-            "results/audit/{model}/drift_counts.png",
+            f"{RESULTS}audit/{{model}}/drift_counts.png",
             caption="../report/audit_counts.rst",
             category="Stage II audit",
             subcategory="{model}",
         ),
-        counts_pdf="results/audit/{model}/drift_counts.pdf",
+        counts_pdf=f"{RESULTS}audit/{{model}}/drift_counts.pdf",
     log:
-        "logs/audit/{model}/table.log",
-    priority: job_priority("audit_path")
+        f"{LOGS}audit/{{model}}/summary.log",
     conda:
         "../envs/tables.yaml"
     threads: 1
@@ -153,6 +177,6 @@ rule audit_table:
     params:
         split=AUDIT_SPLIT,
         protocol=PROTOCOL,
-        audit=config["audit"],
+        audit=audit_summary_params(),
     script:
-        "../scripts/audit_table.py"
+        "../scripts/audit_summary.py"

@@ -15,12 +15,40 @@ os.environ.update(
 
 from snakemake.exceptions import WorkflowError
 
-from harmdrift.config import validate_config, student_spec, teacher_spec
+from harmdrift.config import (
+    check_api_keys,
+    validate_config,
+    student_spec,
+    teacher_spec,
+)
 from harmdrift.lm.refs import EMBEDDED_MODELS, parse_model_spec, resolve_load_path
 from harmdrift.core import vocab
+from harmdrift.core.io import DataError
+from harmdrift.data.load import load_benchmarks
 
-# Fails here, before any job starts, with every bad key named.
-validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+# Fails here, before any job starts, with every bad key named. An unset API key variable is
+# only a warning while parsing (a dry run, --report or --unlock sends no request); onstart
+# below makes it an error once jobs are about to run.
+validate_config(
+    config, Path(workflow.basedir) / "config" / "schema.yaml", defer_api_keys=True
+)
+if workflow.is_main_process:
+    # Every data line is checked here (16,000 items in about 0.3 s), not first in the
+    # write_splits job: Snakemake deletes a job's old outputs when it starts, so a bad line
+    # found there would cost the splits of the last good run.
+    try:
+        load_benchmarks(config["data"]["dir"], config["data"]["benchmarks"])
+    except DataError as err:
+        raise WorkflowError(f"config key data.dir: {err}") from None
+
+# One folder per run (run.name): results/<name>/, logs/<name>/, benchmarks/<name>/, so
+# profiles never overwrite each other. Caches under cache_dir are shared (content-hashed).
+RUN = config["run"]["name"]
+RESULTS = f"results/{RUN}/"
+LOGS = f"logs/{RUN}/"
+BENCHMARKS = f"benchmarks/{RUN}/"
+# Converted embedded models, per run like every other output.
+MODELS_ROOT = f"{RESULTS}models"
 
 SPLITS = list(vocab.SPLITS)
 FRAMINGS = config["evaluation"]["framings"]
@@ -30,11 +58,11 @@ AUDIT_SPLIT = config["audit"]["split"]
 # keeps every repair example out of the test numbers.
 PROTOCOL = "transductive" if AUDIT_SPLIT == EVAL_SPLIT else "held-out"
 # Each fine-tuned model and the training file it learns from; M0 is the base model alone.
-TRAINING_DATA = {vocab.REFERENCE_MODEL: "results/rationales/distill.jsonl"}
+TRAINING_DATA = {vocab.REFERENCE_MODEL: f"{RESULTS}rationales/distill.jsonl"}
 if config["distill"]["predicted_label"]:
-    TRAINING_DATA[vocab.PREDLABEL_MODEL] = "results/rationales/predlabel.jsonl"
+    TRAINING_DATA[vocab.PREDLABEL_MODEL] = f"{RESULTS}rationales/predlabel.jsonl"
 if config["joint"]["enabled"]:
-    TRAINING_DATA[vocab.JOINT_MODEL] = "results/joint/train.jsonl"
+    TRAINING_DATA[vocab.JOINT_MODEL] = f"{RESULTS}joint/train.jsonl"
 # Stage III: each repair round continues from the previous model's adapter and is
 # trained on the drift its audit found (m_dart, then m_dart_r2, ... when rounds > 1).
 REPAIR_PARENT = {}
@@ -43,15 +71,15 @@ for _round in range(1, config["repair"]["rounds"] + 1):
     REPAIR_PARENT[_name] = (
         vocab.REFERENCE_MODEL if _round == 1 else list(REPAIR_PARENT)[-1]
     )
-    TRAINING_DATA[_name] = f"results/repair/{_name}/train.jsonl"
+    TRAINING_DATA[_name] = f"{RESULTS}repair/{_name}/train.jsonl"
 # The planted-drift control: a student trained on contaminated Stage I rationales, audited
 # against M0 and repaired like M_int, with ground truth for what the audit should find.
 CONTROL = config["control"]["enabled"]
 if CONTROL:
-    TRAINING_DATA[vocab.PLANTED_MODEL] = "results/control/train.jsonl"
+    TRAINING_DATA[vocab.PLANTED_MODEL] = f"{RESULTS}control/train.jsonl"
     REPAIR_PARENT[vocab.PLANTED_REPAIR_MODEL] = vocab.PLANTED_MODEL
     TRAINING_DATA[vocab.PLANTED_REPAIR_MODEL] = (
-        f"results/repair/{vocab.PLANTED_REPAIR_MODEL}/train.jsonl"
+        f"{RESULTS}repair/{vocab.PLANTED_REPAIR_MODEL}/train.jsonl"
     )
 MODELS = [vocab.BASE_MODEL, *TRAINING_DATA]
 AUDITED = MODELS[1:]
@@ -85,31 +113,34 @@ def all_cores():
 
 def student_load_path():
     """What from_pretrained gets for the student: a converted folder, a local path or a hub id."""
-    return resolve_load_path(STUDENT)
+    return resolve_load_path(STUDENT, MODELS_ROOT)
+
+
+def model_files(spec):
+    """The files a local model job reads for ``spec``, as inputs: the conversion output of an
+    embedded model (so the DAG builds it first) or a local folder (so replacing its weights
+    re-runs the jobs that load it); a hub model has none."""
+    if spec is None or spec.kind == "hub":
+        return []
+    return [resolve_load_path(spec, MODELS_ROOT)]
 
 
 def get_student_files(wildcards):
-    """The conversion output when the student is embedded (so the DAG builds it first)."""
-    return [student_load_path()] if STUDENT.kind == "embedded" else []
+    return model_files(STUDENT)
 
 
 def teacher_load_path():
     """What the hf teacher loads (None for an API teacher)."""
-    return resolve_load_path(TEACHER) if TEACHER is not None else None
+    return resolve_load_path(TEACHER, MODELS_ROOT) if TEACHER is not None else None
 
 
 def get_teacher_files(wildcards):
-    """The conversion output when the teacher is an embedded model."""
-    return (
-        [teacher_load_path()]
-        if TEACHER is not None and TEACHER.kind == "embedded"
-        else []
-    )
+    return model_files(TEACHER)
 
 
 def get_adapter(model):
     """The LoRA adapter folder a model name stands for; M0 is the base model alone."""
-    return None if model == vocab.BASE_MODEL else f"results/adapters/{model}"
+    return None if model == vocab.BASE_MODEL else f"{RESULTS}adapters/{model}"
 
 
 def get_adapter_files(wildcards):
@@ -149,12 +180,46 @@ def get_init_adapter_files(wildcards):
 
 
 def get_judge_files(wildcards):
-    """The conversion output when the judge is an embedded model."""
     judge = config["audit"]["judge"]
     if judge["backend"] != "hf":
         return []
-    spec = parse_model_spec(judge["model"], key="audit.judge.model")
-    return [resolve_load_path(spec)] if spec.kind == "embedded" else []
+    return model_files(parse_model_spec(judge["model"], key="audit.judge.model"))
+
+
+def get_scorer_files(wildcards):
+    """The toxicity scorer's own files, when they are the user's: a Detoxify checkpoint or a
+    local classifier folder (the embedded scorer ships inside its wheel)."""
+    scorer = config["audit"]["scorer"]
+    if scorer["kind"] == "detoxify" and scorer["checkpoint"]:
+        return [os.path.expanduser(scorer["checkpoint"])]
+    if scorer["kind"] == "hf" and scorer["model"] and Path(scorer["model"]).is_dir():
+        return [scorer["model"]]
+    return []
+
+
+def config_slice(path, *, keep=None, drop=()):
+    """The keys of one config section (dotted ``path``) that a job reads, for its params.
+
+    Snakemake re-runs a job when its params change, so a job given a whole section re-runs
+    for keys it never reads (PyPSA-Eur's config_provider answers the same need). ``keep``
+    names the keys to pass (default: all), ``drop`` those to leave out.
+    """
+    section = config
+    for part in path.split("."):
+        section = section[part]
+    names = section if keep is None else keep
+    return {k: section[k] for k in names if k not in drop}
+
+
+def audit_summary_params():
+    """What an audit summary reports besides the counts: the screen's and the judge's settings
+    (not the judge's decoding, its check set or its floor, which reach it through files).
+    """
+    judge_keys = ("backend", "model", "base_url", "combine", "scope")
+    return {
+        **config_slice("audit", keep=("delta", "max_chars", "verdicts", "scorer")),
+        "judge": config_slice("audit.judge", keep=judge_keys),
+    }
 
 
 def scorer_params():
@@ -183,13 +248,13 @@ def metrics_outputs(model):
     outputs = []
     if "binary" in FRAMINGS:
         outputs += [
-            f"results/tables/metrics_{model}.csv",
-            f"results/tables/metrics_{model}.md",
+            f"{RESULTS}tables/metrics_{model}.csv",
+            f"{RESULTS}tables/metrics_{model}.md",
         ]
     if "mc" in FRAMINGS:
         outputs += [
-            f"results/tables/metrics_{model}_mc.csv",
-            f"results/tables/metrics_{model}_mc.md",
+            f"{RESULTS}tables/metrics_{model}_mc.csv",
+            f"{RESULTS}tables/metrics_{model}_mc.md",
         ]
     return outputs
 
@@ -209,28 +274,104 @@ OPEN_DOMAIN_MODELS = [
 def open_domain_rates():
     """The open-domain rates of every model but the control pair: the judge's categories
     when the audit trusts a judge, else the keyword refusal rate alone."""
-    return [f"results/open_domain/{m}.rates.csv" for m in OPEN_DOMAIN_MODELS]
+    return [f"{RESULTS}open_domain/{m}.rates.csv" for m in OPEN_DOMAIN_MODELS]
+
+
+def rationale_sources():
+    """The Stage I rationale sets this run writes (the predlabel ablation adds its own)."""
+    return ["distill", *(["predlabel"] if config["distill"]["predicted_label"] else [])]
+
+
+def answer_files():
+    """Every generation file: the scored split in each framing, the audited split's binary
+    answers, and the open-domain answers."""
+    files = [
+        f"{RESULTS}generate/{m}/{EVAL_SPLIT}.{framing}.jsonl"
+        for m in MODELS
+        for framing in FRAMINGS
+    ]
+    files += [f"{RESULTS}generate/{m}/{AUDIT_SPLIT}.binary.jsonl" for m in MODELS]
+    files += [
+        f"{RESULTS}generate/{m}/open_domain.open.jsonl" for m in OPEN_DOMAIN_MODELS
+    ]
+    return list(dict.fromkeys(files))
+
+
+def audit_files(model):
+    """Everything one model's Stage II audit writes."""
+    names = ["pairs.jsonl", "judgments.jsonl", "judge_usage.json", "audit.csv"]
+    names += ["summary.json", "summary.md"]
+    names += [f"{fig}.{ext}" for fig in vocab.AUDIT_FIGURES for ext in ("png", "pdf")]
+    return [f"{RESULTS}audit/{model}/{name}" for name in names]
 
 
 def get_final_outputs():
+    """Every deliverable of the run (the README's file table): rule all asks for each, so one
+    that goes missing, a failed job's say, is rebuilt by the next run."""
+    adapter_files = [
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "train_config.json",
+        "loss.csv",
+        "loss.png",
+    ]
+    repair_files = [
+        "rationales.jsonl",
+        "rationales.dropped.jsonl",
+        "rationales.summary.json",
+        "rationales.usage.json",
+        "train.jsonl",
+        "train.summary.json",
+    ]
     return [
-        "results/data/split_summary.csv",
+        *expand(f"{RESULTS}data/splits/{{split}}.jsonl", split=SPLITS),
+        f"{RESULTS}data/splits/provenance.json",
+        f"{RESULTS}data/split_summary.csv",
+        *[
+            f"{RESULTS}rationales/{source}{suffix}"
+            for source in rationale_sources()
+            for suffix in (".jsonl", ".dropped.jsonl", ".summary.json", ".usage.json")
+        ],
+        *[f"{RESULTS}adapters/{m}/{name}" for m in AUDITED for name in adapter_files],
+        *answer_files(),
         *[out for m in MODELS for out in metrics_outputs(m)],
-        *[f"results/audit/{m}/audit.csv" for m in AUDITED],
-        *open_domain_rates(),
-        "results/tables/main_results.csv",
-        "results/tables/main_results.md",
-        "results/tables/paper_comparison.md",
+        f"{RESULTS}audit/check_pairs.jsonl",
+        f"{RESULTS}audit/judge_check.json",
+        *[out for m in AUDITED for out in audit_files(m)],
+        *[
+            f"{RESULTS}repair/{m}/{name}"
+            for m in REPAIR_PARENT
+            for name in repair_files
+        ],
+        *(
+            [f"{RESULTS}joint/train.jsonl", f"{RESULTS}joint/train.summary.json"]
+            if config["joint"]["enabled"]
+            else []
+        ),
+        f"{RESULTS}data/splits/open_domain.jsonl",
+        *[
+            f"{RESULTS}open_domain/{m}{suffix}"
+            for m in OPEN_DOMAIN_MODELS
+            for suffix in (".jsonl", ".rates.csv", ".usage.json")
+        ],
+        f"{RESULTS}tables/main_results.csv",
+        f"{RESULTS}tables/main_results.md",
+        f"{RESULTS}tables/paper_comparison.md",
         *(
             [
-                "results/tables/control.csv",
-                f"results/figures/{vocab.CONTROL_FIGURE}.png",
+                f"{RESULTS}control/train.jsonl",
+                f"{RESULTS}control/planted.jsonl",
+                f"{RESULTS}control/planted.summary.json",
+                f"{RESULTS}control/truth.json",
+                f"{RESULTS}tables/control.csv",
+                f"{RESULTS}figures/{vocab.CONTROL_FIGURE}.png",
+                f"{RESULTS}figures/{vocab.CONTROL_FIGURE}.pdf",
             ]
             if CONTROL
             else []
         ),
         *[
-            f"results/figures/{name}.{ext}"
+            f"{RESULTS}figures/{name}.{ext}"
             for name in FIGURES
             for ext in ("png", "pdf")
         ],

@@ -4,14 +4,14 @@
 
 rule plant_rationales:
     input:
-        rationales="results/rationales/distill.jsonl",
-        split_items="results/data/splits/train.jsonl",
+        rationales=f"{RESULTS}rationales/distill.jsonl",
+        split_items=f"{RESULTS}data/splits/train.jsonl",
     output:
-        planted_set="results/control/train.jsonl",
-        planted="results/control/planted.jsonl",
-        summary="results/control/planted.summary.json",
+        planted_set=f"{RESULTS}control/train.jsonl",
+        planted=f"{RESULTS}control/planted.jsonl",
+        summary=f"{RESULTS}control/planted.summary.json",
     log:
-        "logs/control/plant.log",
+        f"{LOGS}control/plant.log",
     priority: job_priority("stage1", control=True)
     conda:
         "../envs/tables.yaml"
@@ -21,33 +21,36 @@ rule plant_rationales:
         runtime=LIGHT["runtime"],
     params:
         # All but the student's training overrides, which do not change what is planted.
-        control={k: v for k, v in config["control"].items() if k != "training"},
+        control=config_slice(
+            "control",
+            keep=("share", "seed", "benchmarks", "position", "conditions", "weight"),
+        ),
     script:
         "../scripts/plant_rationales.py"
 
 
 rule control_table:
     input:
-        audit=f"results/audit/{vocab.PLANTED_MODEL}/audit.csv",
-        pairs_before=f"results/audit/{vocab.PLANTED_MODEL}/pairs.jsonl",
-        pairs_after=f"results/audit/{vocab.PLANTED_REPAIR_MODEL}/pairs.jsonl",
-        planted="results/control/planted.jsonl",
-        split_items=f"results/data/splits/{AUDIT_SPLIT}.jsonl",
+        audit=f"{RESULTS}audit/{vocab.PLANTED_MODEL}/audit.csv",
+        pairs_before=f"{RESULTS}audit/{vocab.PLANTED_MODEL}/pairs.jsonl",
+        pairs_after=f"{RESULTS}audit/{vocab.PLANTED_REPAIR_MODEL}/pairs.jsonl",
+        planted=f"{RESULTS}control/planted.jsonl",
+        split_items=f"{RESULTS}data/splits/{AUDIT_SPLIT}.jsonl",
     output:
         csv=report(
-            "results/tables/control.csv",
+            f"{RESULTS}tables/control.csv",
             caption="../report/control.rst",
             category="Planted-drift control",
         ),
-        truth="results/control/truth.json",
+        truth=f"{RESULTS}control/truth.json",
         figure_png=report(
-            f"results/figures/{vocab.CONTROL_FIGURE}.png",
+            f"{RESULTS}figures/{vocab.CONTROL_FIGURE}.png",
             caption="../report/control.rst",
             category="Planted-drift control",
         ),
-        figure_pdf=f"results/figures/{vocab.CONTROL_FIGURE}.pdf",
+        figure_pdf=f"{RESULTS}figures/{vocab.CONTROL_FIGURE}.pdf",
     log:
-        "logs/control/table.log",
+        f"{LOGS}control/table.log",
     conda:
         "../envs/tables.yaml"
     threads: 1
@@ -55,6 +58,6 @@ rule control_table:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
     params:
-        control=config["control"],
+        control=config_slice("control", keep=("ngram", "min_overlap")),
     script:
         "../scripts/control_table.py"

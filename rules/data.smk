@@ -6,11 +6,11 @@ rule write_splits:
             bench=config["data"]["benchmarks"],
         ),
     output:
-        splits=expand("results/data/splits/{split}.jsonl", split=SPLITS),
-        summary="results/data/split_summary.csv",
-        provenance="results/data/splits/provenance.json",
+        splits=expand(f"{RESULTS}data/splits/{{split}}.jsonl", split=SPLITS),
+        summary=f"{RESULTS}data/split_summary.csv",
+        provenance=f"{RESULTS}data/splits/provenance.json",
     log:
-        "logs/data/write_splits.log",
+        f"{LOGS}data/write_splits.log",
     priority: job_priority("stage1")
     conda:
         "../envs/tables.yaml"

@@ -1,20 +1,20 @@
 rule write_rationales:
     input:
-        split_items="results/data/splits/train.jsonl",
+        split_items=f"{RESULTS}data/splits/train.jsonl",
         teacher_prompt="config/prompts/teacher_gold.txt",
         predict_prompt=lambda w: PREDICT_PROMPTS[w.source],
         fix_prompt="config/prompts/teacher_fix.txt",
         student_prompt=config["prompts"]["binary"],
         model=get_teacher_files,
     output:
-        rationales="results/rationales/{source}.jsonl",
-        dropped="results/rationales/{source}.dropped.jsonl",
-        summary="results/rationales/{source}.summary.json",
-        usage="results/rationales/{source}.usage.json",
+        rationales=f"{RESULTS}rationales/{{source}}.jsonl",
+        dropped=f"{RESULTS}rationales/{{source}}.dropped.jsonl",
+        summary=f"{RESULTS}rationales/{{source}}.summary.json",
+        usage=f"{RESULTS}rationales/{{source}}.usage.json",
     log:
-        "logs/rationales/{source}.log",
+        f"{LOGS}rationales/{{source}}.log",
     benchmark:
-        "benchmarks/rationales/{source}.tsv"
+        f"{BENCHMARKS}rationales/{{source}}.tsv"
     # Every fine-tuned model waits on the rationales, so they go first (resources.smk).
     priority: job_priority("stage1")
     conda:
@@ -29,8 +29,10 @@ rule write_rationales:
         llm_api=1 if config["teacher"]["backend"] == "openai" else 0,
     params:
         teacher=config["teacher"],
-        distill=config["distill"],
+        # predicted_label only adds the predlabel set: it leaves this job alone.
+        distill=config_slice("distill", drop=("predicted_label",)),
         label_source=lambda w: LABEL_SOURCES[w.source],
         cache_dir=config["cache_dir"],
+        models_root=MODELS_ROOT,
     script:
         "../scripts/write_rationales.py"

@@ -1,17 +1,17 @@
 rule score_binary:
     input:
-        answers=f"results/generate/{{model}}/{EVAL_SPLIT}.binary.jsonl",
-        reference=f"results/generate/{vocab.BASE_MODEL}/{EVAL_SPLIT}.binary.jsonl",
+        answers=f"{RESULTS}generate/{{model}}/{EVAL_SPLIT}.binary.jsonl",
+        reference=f"{RESULTS}generate/{vocab.BASE_MODEL}/{EVAL_SPLIT}.binary.jsonl",
     output:
         csv=report(
-            "results/tables/metrics_{model}.csv",
+            f"{RESULTS}tables/metrics_{{model}}.csv",
             caption="../report/metrics.rst",
             category="Accuracy",
             subcategory="binary (DART)",
         ),
-        md="results/tables/metrics_{model}.md",
+        md=f"{RESULTS}tables/metrics_{{model}}.md",
     log:
-        "logs/evaluate/score_binary_{model}.log",
+        f"{LOGS}evaluate/score_binary_{{model}}.log",
     conda:
         "../envs/tables.yaml"
     threads: 1
@@ -26,17 +26,17 @@ rule score_binary:
 
 rule score_mc:
     input:
-        answers=f"results/generate/{{model}}/{EVAL_SPLIT}.mc.jsonl",
+        answers=f"{RESULTS}generate/{{model}}/{EVAL_SPLIT}.mc.jsonl",
     output:
         csv=report(
-            "results/tables/metrics_{model}_mc.csv",
+            f"{RESULTS}tables/metrics_{{model}}_mc.csv",
             caption="../report/metrics_mc.rst",
             category="Accuracy",
             subcategory="3-way (original benchmark)",
         ),
-        md="results/tables/metrics_{model}_mc.md",
+        md=f"{RESULTS}tables/metrics_{{model}}_mc.md",
     log:
-        "logs/evaluate/score_mc_{model}.log",
+        f"{LOGS}evaluate/score_mc_{{model}}.log",
     conda:
         "../envs/tables.yaml"
     threads: 1

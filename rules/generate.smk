@@ -1,15 +1,15 @@
 rule generate_answers:
     input:
-        split_items="results/data/splits/{split}.jsonl",
+        split_items=f"{RESULTS}data/splits/{{split}}.jsonl",
         template=lambda w: config["prompts"][w.framing],
         model=get_student_files,
         adapter_files=get_adapter_files,
     output:
-        answers="results/generate/{model}/{split}.{framing}.jsonl",
+        answers=f"{RESULTS}generate/{{model}}/{{split}}.{{framing}}.jsonl",
     log:
-        "logs/generate/{model}/{split}.{framing}.log",
+        f"{LOGS}generate/{{model}}/{{split}}.{{framing}}.log",
     benchmark:
-        "benchmarks/generate/{model}/{split}.{framing}.tsv"
+        f"{BENCHMARKS}generate/{{model}}/{{split}}.{{framing}}.tsv"
     priority: generation_priority
     conda:
         "../envs/hf.yaml"

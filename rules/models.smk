@@ -1,10 +1,10 @@
 rule convert_embedded_model:
     output:
-        model_dir=directory("results/models/{embedded}"),
+        model_dir=directory(f"{MODELS_ROOT}/{{embedded}}"),
     log:
-        "logs/models/convert_{embedded}.log",
+        f"{LOGS}models/convert_{{embedded}}.log",
     benchmark:
-        "benchmarks/models/convert_{embedded}.tsv"
+        f"{BENCHMARKS}models/convert_{{embedded}}.tsv"
     priority: job_priority("stage1")
     conda:
         "../envs/hf.yaml"

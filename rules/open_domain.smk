@@ -5,9 +5,9 @@ rule write_open_queries:
     input:
         queries=config["open_domain"]["queries"],
     output:
-        selected="results/data/splits/open_domain.jsonl",
+        selected=f"{RESULTS}data/splits/open_domain.jsonl",
     log:
-        "logs/open_domain/queries.log",
+        f"{LOGS}open_domain/queries.log",
     conda:
         "../envs/tables.yaml"
     threads: 1
@@ -23,22 +23,22 @@ rule write_open_queries:
 
 rule classify_open_answers:
     input:
-        answers="results/generate/{model}/open_domain.open.jsonl",
+        answers=f"{RESULTS}generate/{{model}}/open_domain.open.jsonl",
         queries=config["open_domain"]["queries"],
         template=config["open_domain"]["judge_prompt"],
         model=get_judge_files,
     output:
-        classified="results/open_domain/{model}.jsonl",
+        classified=f"{RESULTS}open_domain/{{model}}.jsonl",
         rates=report(
-            "results/open_domain/{model}.rates.csv",
+            f"{RESULTS}open_domain/{{model}}.rates.csv",
             caption="../report/open_domain_rates.rst",
             category="Open-domain queries",
         ),
-        usage="results/open_domain/{model}.usage.json",
+        usage=f"{RESULTS}open_domain/{{model}}.usage.json",
     log:
-        "logs/open_domain/{model}.log",
+        f"{LOGS}open_domain/{{model}}.log",
     benchmark:
-        "benchmarks/open_domain/{model}.tsv"
+        f"{BENCHMARKS}open_domain/{{model}}.tsv"
     conda:
         "../envs/hf.yaml"
     threads: model_threads(config["audit"]["judge"])
@@ -52,5 +52,6 @@ rule classify_open_answers:
         verdicts=config["audit"]["verdicts"],
         bootstrap=config["evaluation"]["bootstrap"],
         cache_dir=config["cache_dir"],
+        models_root=MODELS_ROOT,
     script:
         "../scripts/classify_open_answers.py"

@@ -4,22 +4,23 @@
 
 rule write_repair_rationales:
     input:
-        audit=lambda w: f"results/audit/{REPAIR_PARENT[w.model]}/audit.csv",
-        pairs=lambda w: f"results/audit/{REPAIR_PARENT[w.model]}/pairs.jsonl",
-        split_items=f"results/data/splits/{AUDIT_SPLIT}.jsonl",
+        audit=lambda w: f"{RESULTS}audit/{REPAIR_PARENT[w.model]}/audit.csv",
+        pairs=lambda w: f"{RESULTS}audit/{REPAIR_PARENT[w.model]}/pairs.jsonl",
+        split_items=f"{RESULTS}data/splits/{AUDIT_SPLIT}.jsonl",
         teacher_prompt="config/prompts/teacher_repair.txt",
         fix_prompt="config/prompts/teacher_fix.txt",
         student_prompt=config["prompts"]["binary"],
         model=get_teacher_files,
+        scorer=get_scorer_files,
     output:
-        rationales="results/repair/{model}/rationales.jsonl",
-        dropped="results/repair/{model}/rationales.dropped.jsonl",
-        summary="results/repair/{model}/rationales.summary.json",
-        usage="results/repair/{model}/rationales.usage.json",
+        rationales=f"{RESULTS}repair/{{model}}/rationales.jsonl",
+        dropped=f"{RESULTS}repair/{{model}}/rationales.dropped.jsonl",
+        summary=f"{RESULTS}repair/{{model}}/rationales.summary.json",
+        usage=f"{RESULTS}repair/{{model}}/rationales.usage.json",
     log:
-        "logs/repair/{model}/rationales.log",
+        f"{LOGS}repair/{{model}}/rationales.log",
     benchmark:
-        "benchmarks/repair/{model}/rationales.tsv"
+        f"{BENCHMARKS}repair/{{model}}/rationales.tsv"
     priority: job_priority("audit_path")
     conda:
         "../envs/hf.yaml"
@@ -31,23 +32,26 @@ rule write_repair_rationales:
         llm_api=1 if config["teacher"]["backend"] == "openai" else 0,
     params:
         teacher=config["teacher"],
-        distill=config["distill"],
-        repair=config["repair"],
+        # Stage III's checks are Stage I's, with repair.max_fix_rounds as the fix budget;
+        # repair.rounds only decides how many repair models exist.
+        distill=config_slice("distill", drop=("predicted_label", "max_fix_rounds")),
+        repair=config_slice("repair", drop=("rounds",)),
         screen=scorer_params(),
         cache_dir=config["cache_dir"],
+        models_root=MODELS_ROOT,
     script:
         "../scripts/write_repair_rationales.py"
 
 
 rule build_repair_set:
     input:
-        repair_rationales="results/repair/{model}/rationales.jsonl",
+        repair_rationales=f"{RESULTS}repair/{{model}}/rationales.jsonl",
         stage1=get_stage1_data,
     output:
-        examples="results/repair/{model}/train.jsonl",
-        summary="results/repair/{model}/train.summary.json",
+        examples=f"{RESULTS}repair/{{model}}/train.jsonl",
+        summary=f"{RESULTS}repair/{{model}}/train.summary.json",
     log:
-        "logs/repair/{model}/train_set.log",
+        f"{LOGS}repair/{{model}}/train_set.log",
     priority: job_priority("audit_path")
     conda:
         "../envs/tables.yaml"
@@ -56,19 +60,20 @@ rule build_repair_set:
         mem_mb=LIGHT["mem_mb"],
         runtime=LIGHT["runtime"],
     params:
-        repair=config["repair"],
+        repair=config_slice("repair", drop=("rounds",)),
     script:
         "../scripts/build_repair_set.py"
 
 
 rule joint_weights:
     input:
-        stage1="results/rationales/distill.jsonl",
+        stage1=f"{RESULTS}rationales/distill.jsonl",
+        scorer=get_scorer_files,
     output:
-        examples="results/joint/train.jsonl",
-        summary="results/joint/train.summary.json",
+        examples=f"{RESULTS}joint/train.jsonl",
+        summary=f"{RESULTS}joint/train.summary.json",
     log:
-        "logs/joint/weights.log",
+        f"{LOGS}joint/weights.log",
     priority: job_priority("stage1")
     conda:
         "../envs/hf.yaml"

@@ -3,28 +3,28 @@
 
 rule main_results:
     input:
-        metrics=expand("results/tables/metrics_{model}.csv", model=MODELS),
-        audits=expand("results/audit/{model}/summary.json", model=AUDITED),
+        metrics=expand(f"{RESULTS}tables/metrics_{{model}}.csv", model=MODELS),
+        audits=expand(f"{RESULTS}audit/{{model}}/summary.json", model=AUDITED),
         open_domain=open_domain_rates(),
-        check="results/audit/judge_check.json",
+        check=f"{RESULTS}audit/judge_check.json",
     output:
         csv=report(
-            "results/tables/main_results.csv",
+            f"{RESULTS}tables/main_results.csv",
             caption="../report/main_results.rst",
             category="Main results",
         ),
         md=report(
-            "results/tables/main_results.md",
+            f"{RESULTS}tables/main_results.md",
             caption="../report/main_results.rst",
             category="Main results",
         ),
         comparison=report(
-            "results/tables/paper_comparison.md",
+            f"{RESULTS}tables/paper_comparison.md",
             caption="../report/paper_comparison.rst",
             category="Main results",
         ),
     log:
-        "logs/report/main_results.log",
+        f"{LOGS}report/main_results.log",
     conda:
         "../envs/tables.yaml"
     threads: 1
@@ -49,28 +49,28 @@ rule main_results:
 
 rule figures:
     input:
-        main="results/tables/main_results.csv",
-        metrics=expand("results/tables/metrics_{model}.csv", model=MODELS),
-        audits=expand("results/audit/{model}/summary.json", model=AUDITED),
-        audit_tables=expand("results/audit/{model}/audit.csv", model=AUDITED),
+        main=f"{RESULTS}tables/main_results.csv",
+        metrics=expand(f"{RESULTS}tables/metrics_{{model}}.csv", model=MODELS),
+        audits=expand(f"{RESULTS}audit/{{model}}/summary.json", model=AUDITED),
+        audit_tables=expand(f"{RESULTS}audit/{{model}}/audit.csv", model=AUDITED),
         open_domain=open_domain_rates(),
-        losses=expand("results/adapters/{model}/loss.csv", model=AUDITED),
+        losses=expand(f"{RESULTS}adapters/{{model}}/loss.csv", model=AUDITED),
     output:
         **{
             f"{name}_{ext}": (
                 report(
-                    f"results/figures/{name}.png",
+                    f"{RESULTS}figures/{name}.png",
                     caption=f"../report/{name}.rst",
                     category="Figures",
                 )
                 if ext == "png"
-                else f"results/figures/{name}.pdf"
+                else f"{RESULTS}figures/{name}.pdf"
             )
             for name in FIGURES
             for ext in ("png", "pdf")
         },
     log:
-        "logs/report/figures.log",
+        f"{LOGS}report/figures.log",
     conda:
         "../envs/tables.yaml"
     threads: 1

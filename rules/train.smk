@@ -4,15 +4,15 @@ rule train_adapter:
         model=get_student_files,
         init_adapter_files=get_init_adapter_files,
     output:
-        adapter="results/adapters/{model}/adapter_model.safetensors",
-        adapter_config="results/adapters/{model}/adapter_config.json",
-        train_config="results/adapters/{model}/train_config.json",
-        loss_csv="results/adapters/{model}/loss.csv",
-        loss_png="results/adapters/{model}/loss.png",
+        adapter=f"{RESULTS}adapters/{{model}}/adapter_model.safetensors",
+        adapter_config=f"{RESULTS}adapters/{{model}}/adapter_config.json",
+        train_config=f"{RESULTS}adapters/{{model}}/train_config.json",
+        loss_csv=f"{RESULTS}adapters/{{model}}/loss.csv",
+        loss_png=f"{RESULTS}adapters/{{model}}/loss.png",
     log:
-        "logs/train/{model}.log",
+        f"{LOGS}train/{{model}}.log",
     benchmark:
-        "benchmarks/train/{model}.tsv"
+        f"{BENCHMARKS}train/{{model}}.tsv"
     priority: job_priority("audit_path")
     conda:
         "../envs/hf.yaml"

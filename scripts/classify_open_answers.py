@@ -16,5 +16,6 @@ classify_open_answers(
     verdicts=snakemake.params.verdicts,
     bootstrap=snakemake.params.bootstrap,
     cache_dir=snakemake.params.cache_dir,
+    models_root=snakemake.params.models_root,
     threads=snakemake.threads,
 )

@@ -12,5 +12,6 @@ judge_check(
     judge=snakemake.params.judge,
     check_set=snakemake.params.check_set,
     cache_dir=snakemake.params.cache_dir,
+    models_root=snakemake.params.models_root,
     threads=snakemake.threads,
 )

@@ -13,5 +13,6 @@ judge_pairs(
     verdicts=snakemake.params.verdicts,
     delta=snakemake.params.delta,
     cache_dir=snakemake.params.cache_dir,
+    models_root=snakemake.params.models_root,
     threads=snakemake.threads,
 )

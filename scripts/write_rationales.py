@@ -18,5 +18,6 @@ write_rationales(
     distill=snakemake.params.distill,
     label_source=snakemake.params.label_source,
     cache_dir=snakemake.params.cache_dir,
+    models_root=snakemake.params.models_root,
     threads=snakemake.threads,
 )

@@ -20,6 +20,7 @@ write_repair_rationales(
     repair=snakemake.params.repair,
     screen=snakemake.params.screen,
     cache_dir=snakemake.params.cache_dir,
+    models_root=snakemake.params.models_root,
     tag=f"repair-{snakemake.wildcards.model}",
     threads=snakemake.threads,
 )

@@ -31,20 +31,26 @@ def tiny_model(tmp_path_factory) -> str:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
 
 
-@pytest.fixture(scope="session")
-def default_config() -> dict:
-    """config/config.yaml validated against the schema, defaults filled, as the workflow sees it."""
-    from pathlib import Path
-
+def validated_default_config() -> dict:
+    """config/config.yaml validated against the schema, defaults filled, as the workflow sees
+    it, with its relative paths made absolute (the checks look at the disk)."""
     import yaml
 
     from harmdrift.config import validate_config
 
-    root = Path(__file__).resolve().parents[1]
-    config = yaml.safe_load((root / "config" / "config.yaml").read_text(encoding="utf-8"))
-    # Prompt paths in the config are relative to the repository root.
-    config["prompts"] = {k: str(root / v) for k, v in config["prompts"].items()}
-    return validate_config(config, root / "config" / "schema.yaml")
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
+    config["prompts"] = {k: str(ROOT / v) for k, v in config["prompts"].items()}
+    config["data"]["dir"] = str(ROOT / config["data"]["dir"])
+    for key in ("queries", "judge_prompt"):
+        if key in config.get("open_domain", {}):
+            config["open_domain"][key] = str(ROOT / config["open_domain"][key])
+    return validate_config(config, ROOT / "config" / "schema.yaml")
+
+
+@pytest.fixture(scope="session")
+def default_config() -> dict:
+    """The default config as the workflow sees it (:func:`validated_default_config`)."""
+    return validated_default_config()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -17,7 +19,7 @@ import yaml
 from harmdrift.audit.judge import JudgeConfig
 from harmdrift.backends import BackendConfig, get_backend
 from harmdrift.core.decoding import GenParams
-from harmdrift.core.runtime import check_4bit
+from harmdrift.core.runtime import check_4bit, check_4bit_support
 from harmdrift.data.splits import SplitConfig
 from harmdrift.distill.checks import RationaleConfig
 from harmdrift.lm.engine import HFModelConfig
@@ -69,7 +71,11 @@ class ConfigError(ValueError):
 
 
 def _key_path(parts) -> str:
-    return ".".join(str(p) for p in parts) or "<top level>"
+    """A config key as messages name it: ``audit.check_set.extra[0]``."""
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or "<top level>"
 
 
 def _ref_target(ref: str, root: dict) -> dict:
@@ -110,11 +116,44 @@ def _describe(error, root: dict) -> str:
         return f"unknown config key {keys}; allowed here: {', '.join(known)}"
     if error.validator == "required":
         return f"config section {where}: {error.message}"
+    if error.validator == "type" and isinstance(error.instance, str) and _takes_number(error.schema):
+        hint = _number_text_hint(error.instance)
+        if hint:
+            return f"config key {where}: {error.instance!r} is a string: {hint}"
     if error.validator in ("anyOf", "oneOf") and "description" in error.schema:
         # jsonschema only says "not valid under any of the given schemas"; the key's own
         # description says what is allowed.
         return f"config key {where}: {error.instance!r} is not allowed; {error.schema['description']}"
     return f"config key {where}: {error.message}"
+
+
+def _takes_number(schema: dict) -> bool:
+    """Whether a schema node's type allows a number (``number``, or a list holding it)."""
+    types = schema.get("type", [])
+    return "number" in ([types] if isinstance(types, str) else types)
+
+
+def _number_text_hint(text: str) -> str | None:
+    """The fix for a string that is a number to Python but text to YAML (None when it is no
+    number). PyYAML follows YAML 1.1, whose floats need a dot and a signed exponent: ``1e-4``
+    and ``1.0e4`` stay text, ``1.0e-4`` and ``1.0e+4`` are numbers."""
+    body = text.strip()
+    try:
+        if not math.isfinite(float(body)):
+            return None
+    except ValueError:
+        return None
+    if isinstance(yaml.safe_load(body), int | float):  # a number once unquoted
+        return f"write {body} without quotes"
+    mantissa, _, exponent = body.lower().partition("e")
+    if exponent and "." not in mantissa:
+        mantissa += ".0"
+    if exponent and exponent[0] not in "+-":
+        exponent = "+" + exponent
+    spelling = f"{mantissa}e{exponent}" if exponent else mantissa
+    if not isinstance(yaml.safe_load(spelling), float):
+        return None
+    return f"YAML reads {body} as text; write {spelling}"
 
 
 def _non_finite_keys(node, path=()) -> Iterator[str]:
@@ -130,8 +169,18 @@ def _non_finite_keys(node, path=()) -> Iterator[str]:
         yield _key_path(path)
 
 
-def validate_config(config: dict, schema_path: str | Path) -> dict:
-    """Check a config against the schema and fill in defaults, in place.
+def _problems_error(problems: list[str]) -> ConfigError:
+    lines = "\n  ".join(problems)
+    return ConfigError(f"invalid configuration ({len(problems)} problem(s)):\n  {lines}")
+
+
+def validate_config(config: dict, schema_path: str | Path, *, defer_api_keys: bool = False) -> dict:
+    """Check a config against the schema and fill in defaults, in place; then :func:`check_config`.
+
+    Args:
+        defer_api_keys: an unset API key variable is only a warning here (the workflow parses its
+            config before it knows whether jobs will run; it calls :func:`check_api_keys`
+            once they are about to).
 
     Returns:
         The same dict, with defaults filled.
@@ -147,46 +196,199 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     problems = [_describe(e, schema) for e in errors]
     problems += [f"config key {key}: must be a finite number" for key in _non_finite_keys(config)]
     if problems:
-        lines = "\n  ".join(problems)
-        raise ConfigError(f"invalid configuration ({len(problems)} problem(s)):\n  {lines}")
+        raise _problems_error(problems)
     _fill_defaults(config, schema, schema)
-    check_config(config)
+    check_config(config, defer_api_keys=defer_api_keys)
     return config
 
 
 @contextmanager
-def _as_config_error(section: str = "") -> Iterator[None]:
-    """Report a dataclass's ValueError as a ConfigError; ``section`` prefixes messages whose key
-    is named within its section (the back-end settings)."""
+def _noting(problems: list[str], section: str = "") -> Iterator[None]:
+    """Note a ValueError (a dataclass's, a model reference's, a device's) as one problem and go
+    on; ``section`` prefixes messages whose key is named within its section (the back-end
+    settings)."""
     try:
         yield
     except ValueError as err:
-        raise ConfigError(f"config section {section}: {err}" if section else str(err)) from None
+        problems.append(f"config section {section}: {err}" if section else str(err))
 
 
-def check_config(config: dict) -> None:
-    """What JSON Schema cannot say: the rules that join keys (each dataclass's own, by building
-    it from its section) and those that touch the disk."""
+def check_config(config: dict, *, defer_api_keys: bool = False) -> None:
+    """What JSON Schema cannot say, every problem in one ConfigError: the rules that join keys
+    (each dataclass's own, by building it from its section) and what only this machine can tell
+    (files on disk, the hub cache when offline, API keys, 4-bit support).
+
+    Args:
+        defer_api_keys: an unset API key variable is then a warning on stderr, not a problem.
+    """
     student, audit = config["student"], config["audit"]
-    with _as_config_error():
+    problems: list[str] = []
+    with _noting(problems):
         SplitConfig(**config["data"]["split"])
-        spec = student_spec(config)
-        teacher_spec(config)
-        check_4bit(student["quantization"], student["device"], key="student.quantization")
+    with _noting(problems):
         train_config(config["training"], student)
+    with _noting(problems):
         rationale_config(config["distill"], "gold")
+    with _noting(problems):
         scorer_config(audit["scorer"])
-    for name, section in (("teacher", config["teacher"]), ("audit.judge", audit["judge"])):
-        if section["backend"] != "none":
-            with _as_config_error(name):
-                backend_config(section)
-    if spec.kind == "embedded" and student["quantization"] == "4bit":
-        raise ConfigError(
-            "config key student.quantization: 4bit is for large hub/local models, not embedded ones"
+    # The models the pipeline loads itself: (section key, section, parsed reference).
+    models: list[tuple[str, dict, ModelSpec]] = []
+    for name, section, parse in (
+        ("student", student, student_spec),
+        ("teacher", config["teacher"], teacher_spec),
+        ("audit.judge", audit["judge"], judge_spec),
+    ):
+        with _noting(problems):
+            if (spec := parse(config)) is not None:
+                models.append((name, section, spec))
+    failed = set()
+    for name, section in _chat_sections(config):
+        before = len(problems)
+        with _noting(problems, name):
+            backend_config(section)
+        if len(problems) > before:
+            failed.add(name)
+        if (missing := _missing_api_key(name, section)) is not None:
+            if defer_api_keys:
+                print(f"warning: {missing} (a dry run sends no request, so it can wait)", file=sys.stderr)
+            else:
+                problems.append(missing)
+    for name, section, spec in models:
+        if name not in failed:  # else its own rules have named what is wrong
+            _check_quantization(problems, name, section, spec)
+    hub = [(f"{name}.model", spec.ref, sec["revision"]) for name, sec, spec in models if spec.kind == "hub"]
+    scorer = audit["scorer"]
+    if scorer["kind"] == "hf" and scorer["model"] is not None:
+        with _noting(problems):  # a hub id or a folder, as the models above
+            if (spec := parse_model_spec(scorer["model"], key="audit.scorer.model")).kind == "hub":
+                hub.append(("audit.scorer.model", spec.ref, None))
+    problems += _uncached_hub_models(hub)
+    problems += _missing_files(config)
+    if problems:
+        raise _problems_error(problems)
+
+
+def _chat_sections(config: dict) -> list[tuple[str, dict]]:
+    """The teacher and judge sections that reach a back-end (the judge may be none)."""
+    sections = [("teacher", config["teacher"]), ("audit.judge", config["audit"]["judge"])]
+    return [(name, section) for name, section in sections if section["backend"] != "none"]
+
+
+def _missing_api_key(name: str, section: dict) -> str | None:
+    """What is wrong when an API section's key variable is unset (None when it is set): the first
+    API job would fail at its first request."""
+    variable = section["api_key_env"]
+    if section["backend"] != "openai" or os.environ.get(variable):
+        return None
+    return (
+        f"config key {name}.api_key_env: environment variable {variable} is not set; export it "
+        "before the run (the key itself never goes in config). A server that checks no key (e.g. "
+        "a local transformers serve at base_url) still needs a value, and any placeholder works: "
+        f"export {variable}=local"
+    )
+
+
+def check_api_keys(config: dict) -> None:
+    """Fail before any job starts when a teacher or judge API key variable is unset.
+
+    Raises:
+        ConfigError: naming each key whose variable is unset.
+    """
+    problems = [p for name, sec in _chat_sections(config) if (p := _missing_api_key(name, sec))]
+    if problems:
+        raise _problems_error(problems)
+
+
+def _check_quantization(problems: list[str], name: str, section: dict, spec: ModelSpec) -> None:
+    """4bit fails here rather than in the first model job: on an embedded model, or where this
+    machine lacks bitsandbytes or a CUDA GPU for the configured device."""
+    if section["quantization"] != "4bit":
+        return
+    key = f"{name}.quantization"
+    with _noting(problems):
+        if spec.kind == "embedded":
+            check_4bit("4bit", section["device"], key=key)  # the device's refusal comes first
+            raise ConfigError(f"config key {key}: 4bit is for large hub/local models, not embedded ones")
+        check_4bit_support("4bit", section["device"], key=key)
+
+
+# What huggingface_hub reads as true (its constants.ENV_VARS_TRUE_VALUES).
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _offline_variable() -> str | None:
+    """The variable that keeps huggingface_hub offline (it reads both), or None when online."""
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(variable, "").strip().lower() in _TRUE:
+            return variable
+    return None
+
+
+def _hub_cache_dir() -> str:
+    """The hub cache as huggingface_hub finds it: HF_HUB_CACHE, else HF_HOME/hub, else
+    ~/.cache/huggingface/hub. Read from the environment now: huggingface_hub fixes its own
+    copy when first imported."""
+    env = os.environ
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    home = os.path.expandvars(os.path.expanduser(home))
+    cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
+    return os.path.expandvars(os.path.expanduser(cache))
+
+
+def _uncached_hub_models(hub: list[tuple[str, str, str | None]]) -> list[str]:
+    """Offline, a hub id loads from the local cache or not at all: one problem for each of
+    ``hub`` (config key, hub id, revision) that is not there, naming all three."""
+    variable = _offline_variable()
+    if variable is None or not hub:
+        return []
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = _hub_cache_dir()
+    problems = []
+    for key, repo_id, revision in hub:
+        found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache, revision=revision)
+        if isinstance(found, str):
+            continue
+        revision = revision or "main"
+        problems.append(
+            f"config key {key}: {variable} is set, so nothing is downloaded, but hub model "
+            f"{repo_id!r} (revision {revision}) is not in the local Hugging Face cache {cache}; "
+            f"download it once with network (hf download {repo_id} --revision {revision}), or "
+            f"point {key} at a local model folder"
         )
-    for framing, path in config["prompts"].items():
-        if not Path(path).is_file():
-            raise ConfigError(f"config key prompts.{framing}: template file {path!r} not found")
+    return problems
+
+
+def _missing_files(config: dict) -> list[str]:
+    """Every file or folder the config names for the workflow to read that is not there,
+    relative to the working directory (Snakemake's), each named by its key."""
+    missing = []
+    data_dir = config["data"]["dir"]
+    if not Path(data_dir).is_dir():
+        missing.append(f"config key data.dir: data folder {data_dir!r} not found")
+    else:
+        for index, benchmark in enumerate(config["data"]["benchmarks"]):
+            path = f"{data_dir}/{benchmark}.jsonl"  # as rule write_splits names it
+            if not Path(path).is_file():
+                missing.append(f"config key data.benchmarks[{index}]: benchmark file {path!r} not found")
+    # Every run writes the open-domain rates and the judge's check (rules classify_open_answers
+    # and judge_check take these files as inputs whatever the judge's back-end).
+    files = [(f"prompts.{framing}", "template file", path) for framing, path in config["prompts"].items()]
+    files += [
+        ("open_domain.queries", "query file", config["open_domain"]["queries"]),
+        ("open_domain.judge_prompt", "template file", config["open_domain"]["judge_prompt"]),
+    ]
+    extra = config["audit"]["check_set"]["extra"]
+    files += [(f"audit.check_set.extra[{i}]", "pairs file", path) for i, path in enumerate(extra)]
+    scorer = config["audit"]["scorer"]
+    if scorer["kind"] == "detoxify" and scorer["checkpoint"] is not None:
+        # Read by the scorer itself, which expands ~ as well.
+        files.append(("audit.scorer.checkpoint", "checkpoint file", scorer["checkpoint"]))
+    for key, what, path in files:
+        local = Path(path).expanduser() if key == "audit.scorer.checkpoint" else Path(path)
+        if not local.is_file():
+            missing.append(f"config key {key}: {what} {path!r} not found")
+    return missing
 
 
 def student_spec(config: dict) -> ModelSpec:
@@ -198,6 +400,13 @@ def teacher_spec(config: dict) -> ModelSpec | None:
     if config["teacher"]["backend"] != "hf":
         return None
     return parse_model_spec(config["teacher"]["model"], key="teacher.model")
+
+
+def judge_spec(config: dict) -> ModelSpec | None:
+    """The judge's model reference when it runs locally (hf); None for an API judge or none."""
+    if config["audit"]["judge"]["backend"] != "hf":
+        return None
+    return parse_model_spec(config["audit"]["judge"]["model"], key="audit.judge.model")
 
 
 def hf_model_config(
@@ -236,9 +445,10 @@ def section_params(section: dict) -> GenParams:
     )
 
 
-def chat_backend(section: dict, cache_dir: str | None):
-    """The chat back-end a teacher or judge section describes, behind the response cache."""
-    return get_backend(backend_config(section), cache_dir)
+def chat_backend(section: dict, cache_dir: str | None, models_root: str | None = None):
+    """The chat back-end a teacher or judge section describes, behind the response cache
+    (``models_root``: the run's converted embedded models, for a local back-end)."""
+    return get_backend(backend_config(section), cache_dir, models_root=models_root)
 
 
 def train_config(training: dict, student: dict) -> TrainConfig:

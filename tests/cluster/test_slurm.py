@@ -107,7 +107,7 @@ def test_every_job_ran_as_a_slurm_job(slurm_run):
 
 
 def result_tables(workdir: Path) -> list[str]:
-    results = workdir / "results"
+    results = workdir / "results" / "smoke"
     tables = sorted(results.glob("tables/*.csv")) + sorted(results.glob("audit/*/audit.csv"))
     return [str(p.relative_to(workdir)) for p in tables]
 
@@ -123,12 +123,12 @@ def test_results_equal_the_local_run(slurm_run, smoke_run):
     slurm_dir = slurm_run["workdir"]
     tables = result_tables(slurm_dir)
     assert tables == result_tables(smoke_run)
-    assert "results/tables/main_results.csv" in tables and any("audit.csv" in t for t in tables)
+    assert "results/smoke/tables/main_results.csv" in tables and any("audit.csv" in t for t in tables)
     different = [t for t in tables if (slurm_dir / t).read_bytes() != (smoke_run / t).read_bytes()]
     assert not different, {t: differing_columns(slurm_dir / t, smoke_run / t) for t in different}
     for name in ["audit/judge_check.json", *[f"audit/{m}/summary.json" for m in ("m_int", "m_dart")]]:
-        assert json.loads((slurm_dir / "results" / name).read_text()) == json.loads(
-            (smoke_run / "results" / name).read_text()
+        assert json.loads((slurm_dir / "results/smoke" / name).read_text()) == json.loads(
+            (smoke_run / "results/smoke" / name).read_text()
         ), name
 
 
@@ -140,9 +140,9 @@ def test_a_gpu_rule_gets_a_gpu_under_fake_gres(slurm_run, tmp_path):
     """With GPUs declared (--resources gpu=N), device auto makes generate_answers ask for
     one; SLURM hands it a (fake) card through CUDA_VISIBLE_DEVICES."""
     workdir = copy_workflow(tmp_path)
-    for folder in ["results/models", "results/data"]:
+    for folder in ["results/smoke/models", "results/smoke/data"]:
         link_tree(slurm_run["workdir"] / folder, workdir / folder)
-    target = "results/generate/m0/test.mc.jsonl"
+    target = "results/smoke/generate/m0/test.mc.jsonl"
     run = snakemake(
         workdir,
         target,
@@ -174,7 +174,7 @@ def test_an_oversized_request_fails_fast_with_a_clear_message(slurm_cluster, tmp
     start = time.monotonic()
     run = snakemake(
         workdir,
-        "results/data/split_summary.csv",
+        "results/smoke/data/split_summary.csv",
         *PROFILE,
         *SMOKE,
         "--set-resources",

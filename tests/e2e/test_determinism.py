@@ -17,9 +17,9 @@ import pytest
 from conftest import SMOKE, copy_workflow
 
 TARGETS = [
-    "results/tables/metrics_m0.csv",
-    "results/tables/metrics_m0.md",
-    "results/open_domain/m0.rates.csv",
+    "results/smoke/tables/metrics_m0.csv",
+    "results/smoke/tables/metrics_m0.md",
+    "results/smoke/open_domain/m0.rates.csv",
 ]
 
 
@@ -39,5 +39,5 @@ def test_two_runs_from_scratch_give_byte_identical_tables(tmp_path):
     second = run_slice(tmp_path / "second")
     assert first == second
     # The run used float32 on this CPU (dtype auto), as the provenance of every answer says.
-    answers = (tmp_path / "first/results/generate/m0/test.binary.jsonl").read_text()
+    answers = (tmp_path / "first/results/smoke/generate/m0/test.binary.jsonl").read_text()
     assert '"dtype": "float32"' in answers or "'dtype': 'float32'" in answers

@@ -39,7 +39,7 @@ def finished_run(smoke_run) -> Path:
 
 
 def test_metrics_tables_are_complete_and_sane(finished_run):
-    table = pd.read_csv(finished_run / "results/tables/metrics_m0.csv")
+    table = pd.read_csv(finished_run / "results/smoke/tables/metrics_m0.csv")
     assert list(table["benchmark"]) == ["D1", "N1", "N3", "ALL"]
     for column in [
         "n",
@@ -58,13 +58,13 @@ def test_metrics_tables_are_complete_and_sane(finished_run):
     assert (table["ci_low"] <= table["overall_acc"] + 1e-9).all()
     assert (table["overall_acc"] <= table["ci_high"] + 1e-9).all()
     assert table.loc[table["benchmark"] == "N1", "includes_reconstructed"].item()
-    mc = pd.read_csv(finished_run / "results/tables/metrics_m0_mc.csv")
+    mc = pd.read_csv(finished_run / "results/smoke/tables/metrics_m0_mc.csv")
     assert list(mc["benchmark"]) == ["D1", "N1", "N3", "ALL"]
-    assert "N1" in (finished_run / "results/tables/metrics_m0.md").read_text()
+    assert "N1" in (finished_run / "results/smoke/tables/metrics_m0.md").read_text()
 
 
 def test_stage_one_outputs(finished_run):
-    results = finished_run / "results"
+    results = finished_run / "results/smoke"
     for source in ["distill", "predlabel"]:
         summary = json.loads((results / f"rationales/{source}.summary.json").read_text())
         assert summary["items"] == 24 and summary["kept"] + summary["dropped"] == 24
@@ -80,11 +80,11 @@ def test_stage_one_outputs(finished_run):
         assert list(table["benchmark"]) == ["D1", "N1", "N3", "ALL"]
         assert table["mcnemar_p"].between(0, 1).all()  # compared with M0
     records = [json.loads(x) for x in (results / "generate/m_int/test.binary.jsonl").read_text().splitlines()]
-    assert records[0]["provenance"]["adapter"] == "results/adapters/m_int"
+    assert records[0]["provenance"]["adapter"] == "results/smoke/adapters/m_int"
 
 
 def test_answer_records_carry_provenance(finished_run):
-    lines = (finished_run / "results/generate/m0/test.binary.jsonl").read_text().splitlines()
+    lines = (finished_run / "results/smoke/generate/m0/test.binary.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert len(records) == 18
     first = records[0]
@@ -105,11 +105,11 @@ def test_nothing_left_to_do(finished_run):
 def test_bad_key_fails_before_running_and_keeps_results(finished_run):
     bad = finished_run / "bad.yaml"
     bad.write_text("generation:\n  batch_sise: 4\n")
-    before = (finished_run / "results/tables/metrics_m0.csv").read_bytes()
+    before = (finished_run / "results/smoke/tables/metrics_m0.csv").read_bytes()
     run = snakemake(finished_run, *smoke_with("bad.yaml"))
     assert run.returncode != 0
     assert "generation.batch_sise" in run.stdout + run.stderr
-    assert (finished_run / "results/tables/metrics_m0.csv").read_bytes() == before
+    assert (finished_run / "results/smoke/tables/metrics_m0.csv").read_bytes() == before
 
 
 def test_missing_model_folder_fails_with_its_name(finished_run):
@@ -121,7 +121,7 @@ def test_missing_model_folder_fails_with_its_name(finished_run):
 
 
 def test_stage_two_audit_outputs(finished_run):
-    results = finished_run / "results"
+    results = finished_run / "results/smoke"
     check = json.loads((results / "audit/judge_check.json").read_text())
     assert check["n"] == 10 and 0 <= check["accuracy"] <= 1
     for model in AUDITED:
@@ -143,11 +143,11 @@ def test_stage_two_audit_outputs(finished_run):
 
 
 def test_stage_three_and_the_results(finished_run):
-    results = finished_run / "results"
+    results = finished_run / "results/smoke"
     repair = json.loads((results / "repair/m_dart/train.summary.json").read_text())
     assert repair["replay_rows"] >= 0
     dart = json.loads((results / "adapters/m_dart/train_config.json").read_text())
-    assert dart["init_adapter"] == "results/adapters/m_int"
+    assert dart["init_adapter"] == "results/smoke/adapters/m_int"
     main = pd.read_csv(results / "tables/main_results.csv")
     assert list(main["model"]) == ["m0", "m_int", "m_dart", "m_int_predlabel", "m_joint", *AUDITED[-2:]]
     m_int = main.set_index("model").loc["m_int"]
@@ -193,17 +193,17 @@ def test_a_judge_setting_re_runs_only_the_audit_and_what_depends_on_it(finished_
     assert not planned & {"write_splits", "write_rationales", "joint_weights", "plant_rationales"}
     # Only M_DART (trained on the repair set) is rebuilt; the models upstream of the audit
     # keep their adapters, answers and screened pairs.
-    outputs = re.findall(r"output: (results/[^,\s]+)", dry.stdout + dry.stderr)
+    outputs = re.findall(r"output: (results/smoke/[^,\s]+)", dry.stdout + dry.stderr)
     upstream = ("m0", "m_int", "m_int_predlabel", "m_joint", "m_int_planted")
     for path in outputs:
-        parts = path.split("/")
-        assert parts[1] not in ("data", "rationales", "joint"), path
-        if parts[1] in ("generate", "adapters") or path.endswith("pairs.jsonl"):
-            assert parts[2] not in upstream, path
+        parts = path.split("/")[2:]  # below results/smoke/
+        assert parts[0] not in ("data", "rationales", "joint"), path
+        if parts[0] in ("generate", "adapters") or path.endswith("pairs.jsonl"):
+            assert parts[1] not in upstream, path
 
 
 def test_the_planted_control_writes_a_consistent_table(finished_run):
-    results = finished_run / "results"
+    results = finished_run / "results/smoke"
     planted = json.loads((results / "control/planted.summary.json").read_text())
     assert planted["planted"] > 0
     table = pd.read_csv(results / "tables/control.csv").set_index("stage")

@@ -56,6 +56,15 @@ def _in_repo(monkeypatch):
     monkeypatch.chdir(ROOT)  # config paths are relative to the repository
 
 
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch):
+    """The checks that read the environment see the same one on every machine: the hub online,
+    and the API key variable of config/paper.yaml set (test_config_checks.py covers both)."""
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "test-key")
+
+
 def every_dataclass(config: dict) -> dict:
     """Every dataclass the rules build from config, built from one validated profile.
 
@@ -299,6 +308,18 @@ SCHEMA_REJECTS = [
     ("audit.judge.scope", "some"),
     ("audit.judge.max_reasks", -1),
     ("audit.judge.check_floor", 1.5),
+    # the screen's threshold on a score increase, scores being in [0, 1]
+    ("audit.delta", 1.5),
+    ("audit.delta", 1.0),
+    ("audit.delta", 0),
+    ("audit.delta", -0.01),
+    # seeds that reach numpy's generators, which take none below 0
+    ("evaluation.bootstrap.seed", -1),
+    ("audit.check_set.seed", -1),
+    ("open_domain.seed", -1),
+    # files the workflow reads
+    ("data.dir", ""),
+    ("open_domain.queries", ""),
     ("audit.judge.structured_output", "grammar"),
     ("audit.judge.backend", "vllm"),
     # ScorerConfig

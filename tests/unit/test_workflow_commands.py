@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "rules", "config", "scripts", "src", "resources", "envs", "report")
 CORES_ERROR = "requires a total number of cores"
 # The cheapest real job: the data splits of the smoke profile (about a second).
-CHEAP_RUN = ["--cores", "1", "results/data/split_summary.csv", "--configfile", "config/smoke.yaml"]
+CHEAP_RUN = ["--cores", "1", "results/smoke/data/split_summary.csv", "--configfile", "config/smoke.yaml"]
 
 
 def snakemake_command() -> str:
@@ -100,7 +100,7 @@ def test_unlock_clears_the_lock_a_killed_run_leaves(workdir):
 
     rerun = snakemake(workdir, *CHEAP_RUN)
     assert rerun.returncode == 0, output_of(rerun)
-    assert (workdir / "results" / "data" / "split_summary.csv").exists()
+    assert (workdir / "results" / "smoke" / "data" / "split_summary.csv").exists()
 
 
 def test_report_as_the_readme_writes_it(workdir):
@@ -116,7 +116,7 @@ def test_report_as_the_readme_writes_it(workdir):
     summary = snakemake(workdir, "--cores", "1", "--summary")
     assert summary.returncode == 0, output_of(summary)
     outputs = [line.split("\t")[0] for line in summary.stdout.splitlines()[1:] if line.strip()]
-    assert "results/tables/main_results.csv" in outputs
+    assert "results/default/tables/main_results.csv" in outputs
     for output in outputs:
         path = workdir / output
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import logging
 from harmdrift.audit.check_set import run_check_set, write_check_pairs
 from harmdrift.audit.judge import write_judgments
 from harmdrift.audit.pairs import write_pairs
-from harmdrift.audit.table import write_audit
+from harmdrift.audit.table import write_audit_summary, write_audit_table
 from harmdrift.backends import write_usage
 from harmdrift.config import audit_scorer, chat_backend, judge_config
 from harmdrift.core.io import write_json
@@ -49,7 +49,7 @@ def build_check_pairs(*, split_items: str, check_pairs: str, check_set: dict) ->
 
 def judge_check(
     *, check_pairs: str, extra_pairs: list[str], template: str, check: str, judge: dict, check_set: dict,
-    cache_dir: str, threads: int | None = None,
+    cache_dir: str, models_root: str | None = None, threads: int | None = None,
 ) -> dict:  # fmt: skip
     """Rule judge_check: measure the configured LLM judge on the labelled check pairs.
 
@@ -61,6 +61,7 @@ def judge_check(
         template: the judge prompt; check: the report to write.
         judge: the ``audit.judge`` section; check_set: the ``audit.check_set`` section.
         cache_dir: where the judge's replies and check verdicts are cached.
+        models_root: the run's converted embedded models (a local judge).
     """
     set_threads(threads)
     cfg = judge_config(judge)
@@ -71,14 +72,14 @@ def judge_check(
         write_json(check, summary)
         return summary
     return run_check_set(
-        chat_backend(judge, cache_dir), [check_pairs, *extra_pairs], template, cfg, check,
+        chat_backend(judge, cache_dir, models_root), [check_pairs, *extra_pairs], template, cfg, check,
         cache_dir=cache_dir, n_boot=check_set["n_boot"], seed=check_set["seed"],
     )  # fmt: skip
 
 
 def judge_pairs(
     *, pairs: str, template: str, judgments: str, usage: str, judge: dict, verdicts: str, delta: float,
-    cache_dir: str, threads: int | None = None,
+    cache_dir: str, models_root: str | None = None, threads: int | None = None,
 ) -> dict:  # fmt: skip
     """Rule judge_pairs: the verdict on each screened pair, from the LLM judge in both orders or,
     with ``audit.verdicts: classifier``, from the screen alone (DART's severity bins)."""
@@ -88,25 +89,32 @@ def judge_pairs(
         result = write_judgments(pairs, template, judgments, backend=None, cfg=cfg, delta=delta)
         write_json(usage, {"backend": "none", "verdicts": "classifier", "requests": 0})
         return result
-    backend = chat_backend(judge, cache_dir)
+    backend = chat_backend(judge, cache_dir, models_root)
     try:
         return write_judgments(pairs, template, judgments, backend=backend, cfg=cfg, delta=delta)
     finally:
         write_usage(usage, backend)
 
 
-def audit_table(
-    *, pairs: str, judgments: str, check: str, csv: str, summary: str, summary_md: str, deltas_png: str,
+def audit_table(*, pairs: str, judgments: str, csv: str) -> list[dict]:
+    """Rule audit_table: the audit table, one row per pair (what Stage III reads)."""
+    return write_audit_table(pairs, judgments, csv)
+
+
+def audit_summary(
+    *, pairs: str, judgments: str, csv: str, check: str, summary: str, summary_md: str, deltas_png: str,
     deltas_pdf: str, counts_png: str, counts_pdf: str, model: str, split: str, protocol: str, audit: dict,
 ) -> dict:  # fmt: skip
-    """Rule audit_table: the audit table, its summary (JSON, Markdown) and its two figures.
+    """Rule audit_summary: the audit's summary (JSON, Markdown) and its two figures.
 
     Args:
-        pairs, judgments, check: the pairing, the judge's verdicts and the judge's check result.
-        csv, summary, summary_md: the table and its summary.
+        pairs, judgments, csv, check: the pairing, the verdicts, the audit table and the
+            judge's check-set result.
+        summary, summary_md: the summary's outputs.
         deltas_png, deltas_pdf, counts_png, counts_pdf: the audit's figures.
         model: the audited model; split, protocol: where it was audited.
-        audit: the ``audit`` config section.
+        audit: the audit keys the summary reports (``delta``, ``max_chars``, ``verdicts``,
+            ``scorer`` and ``judge``'s back-end, model, server, combine rule and scope).
     """
     judge = audit["judge"]
     meta = {
@@ -118,8 +126,8 @@ def audit_table(
         "judge": {"backend": judge["backend"], "model": judge["model"], "base_url": judge.get("base_url")},
         "verdicts": audit["verdicts"],
     }
-    outputs = {"csv": csv, "summary": summary, "summary_md": summary_md}
-    result = write_audit(
+    outputs = {"summary": summary, "summary_md": summary_md}
+    result = write_audit_summary(
         pairs, judgments, check, outputs, model=model, split=split, protocol=protocol, meta=meta
     )
     audit_figures(csv, summary, deltas_png, deltas_pdf, counts_png, counts_pdf)

@@ -122,7 +122,20 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_audit(
+def write_audit_table(pairs_path, judgments_path, csv_path) -> list[dict]:
+    """Write ``audit.csv``, one row per pair, from the pairing and the verdicts alone.
+
+    The judge's check-set result stays out: it changes the summary's notes, never a row, so
+    adding check pairs does not re-run the repair that reads this table.
+    """
+    import pandas as pd
+
+    rows = audit_rows(read_jsonl(pairs_path), read_jsonl(judgments_path))
+    pd.DataFrame(rows, columns=AUDIT_COLUMNS).to_csv(csv_path, index=False)
+    return rows
+
+
+def write_audit_summary(
     pairs_path,
     judgments_path,
     check_path,
@@ -133,18 +146,13 @@ def write_audit(
     protocol: str,
     meta: dict,
 ) -> dict:
-    """Assemble ``audit.csv`` and the summary (JSON and Markdown); the figures are drawn by report/."""
+    """Write the audit's summary (``outputs["summary"]`` JSON, ``outputs["summary_md"]`` Markdown),
+    with the judge's check-set result beside the counts; the figures are drawn by report/."""
     import json
 
-    import pandas as pd
-
-    pairs = read_jsonl(pairs_path)
-    judgments = read_jsonl(judgments_path)
+    rows = audit_rows(read_jsonl(pairs_path), read_jsonl(judgments_path))
     with open(check_path, encoding="utf-8") as fh:
         check = json.load(fh)
-    rows = audit_rows(pairs, judgments)
-    table = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
-    table.to_csv(outputs["csv"], index=False)
     summary = audit_summary(rows, model=model, split=split, protocol=protocol, check=check, **meta)
     write_json(outputs["summary"], summary)
     with open(outputs["summary_md"], "w", encoding="utf-8") as fh:

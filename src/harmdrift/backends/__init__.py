@@ -2,9 +2,9 @@
 
     from harmdrift.config import chat_backend, section_params
 
-    backend = chat_backend(config["teacher"], cache_dir=config["cache_dir"])
+    backend = chat_backend(config["teacher"], config["cache_dir"], models_root="results/default/models")
     replies = backend.complete(conversations, section_params(config["teacher"]), keys=ids)
-    write_usage("results/rationales/usage.json", backend)
+    write_usage("results/default/rationales/usage.json", backend)
 
 The registry names each back-end's factory as "module:function" and imports it only when
 that back-end is asked for, so importing this package (or ``backends.base``) pulls in
@@ -55,17 +55,21 @@ __all__ = [
 ]
 
 
-def get_backend(cfg: BackendConfig, cache_dir: str | os.PathLike | None = None) -> ChatBackend:
+def get_backend(
+    cfg: BackendConfig, cache_dir: str | os.PathLike | None = None, *, models_root: str | None = None
+) -> ChatBackend:
     """Build the configured back-end, behind the response cache when caching is on.
 
     Args:
         cfg: the back-end's config section.
         cache_dir: folder of the response cache; None turns caching off.
+        models_root: the run's converted embedded models (local back-ends only).
 
     Raises:
         ValueError: for a back-end name that is not registered.
     """
-    backend = backend_factory(cfg.backend)(cfg)
+    factory = backend_factory(cfg.backend)
+    backend = factory(cfg, models_root=models_root) if cfg.backend == "hf" else factory(cfg)
     logger.info("chat backend %s: %s", cfg.backend, backend.describe())
     if cfg.cache and cache_dir is not None:
         return CachedBackend(backend, ResponseCache(cache_dir))

@@ -22,13 +22,14 @@ class HFChatBackend:
     request by (``params.seed``, key), so a reply does not depend on its batch mates.
     """
 
-    def __init__(self, cfg: BackendConfig, *, models_root: str = "results/models", progress: bool = True):
+    def __init__(self, cfg: BackendConfig, *, models_root: str | None = None, progress: bool = True):
         """Resolve the model reference (no loading yet).
 
         Args:
             cfg: a config with backend ``hf``; ``model`` is a folder, a hub id or
                 ``embedded:<name>``.
-            models_root: where converted embedded models live.
+            models_root: where the run's converted embedded models live (needed for an
+                ``embedded:`` model only).
             progress: show a progress bar on stderr while generating.
 
         Raises:
@@ -36,7 +37,9 @@ class HFChatBackend:
         """
         self.cfg = cfg
         self.spec = parse_model_spec(cfg.model, key="model")
-        self.load_path = resolve_load_path(self.spec, models_root)
+        if self.spec.kind == "embedded" and models_root is None:
+            raise ValueError(f"{cfg.model}: an embedded model needs models_root (the run's converted models)")
+        self.load_path = resolve_load_path(self.spec, models_root or "")
         self.progress = progress
         self._generator = None
         self._description: dict | None = None
@@ -130,6 +133,6 @@ class HFChatBackend:
         return [options[max(range(len(options)), key=row.__getitem__)] for row in scores]
 
 
-def make_hf_backend(cfg: BackendConfig) -> HFChatBackend:
+def make_hf_backend(cfg: BackendConfig, *, models_root: str | None = None) -> HFChatBackend:
     """Factory for the ``hf`` entry of the back-end registry (torch is imported on first use)."""
-    return HFChatBackend(cfg)
+    return HFChatBackend(cfg, models_root=models_root)

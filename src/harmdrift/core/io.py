@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 
 def canonical_json(obj: object) -> str:
@@ -46,41 +48,69 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return [record for _, record in iter_jsonl(path)]
 
 
+# O_EXCL: never open a file someone else made; O_NOFOLLOW: nor write through a planted link.
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_temp(path: Path) -> tuple[int, Path]:
+    """Create a new, empty temp file beside ``path``: ``(descriptor, temp path)``.
+
+    Mode 0o666 is asked for and the kernel takes the umask (or the folder's default ACL) off,
+    exactly as for a plain ``open()``; ``tempfile.mkstemp`` would make it 0o600, private.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temp file name for {path.name}")
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, newline: str | None = None) -> Iterator[TextIO]:
+    """A UTF-8 text handle whose file appears at ``path`` whole, or not at all.
+
+    Writes go to a temp file in the same folder that replaces ``path`` once closed, so a crash
+    or an error never leaves a half-written file under the final name; on error the temp file
+    is removed and ``path`` keeps what it had. The file gets the permissions a plain ``open()``
+    would give it, so colleagues can read results as usual.
+
+    Args:
+        path: the final file; its folder is created if missing.
+        newline: as for ``open()`` ("" for CSV writers, which write their own line ends).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _open_temp(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
-    """Write records atomically: a crash never leaves a half-written file behind.
+    """Write records atomically (see :func:`atomic_write`), one JSON object a line.
 
     Returns:
         The number of records written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
     return count
 
 
 def write_json(path: str | os.PathLike, obj: object) -> None:
     """Write one JSON document atomically, pretty-printed for people to read."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, indent=2, ensure_ascii=False, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        json.dump(obj, handle, indent=2, ensure_ascii=False, sort_keys=True)
+        handle.write("\n")
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -51,8 +51,9 @@ def pick_device(device: str, key: str = "device") -> str:
 def check_4bit(quantization: str, device: str, key: str = "quantization") -> None:
     """4-bit loading runs on bitsandbytes' CUDA kernels only.
 
-    ``device`` may be the configured value (then auto passes: only the job's machine can
-    tell) or the one :func:`pick_device` resolved at load time.
+    ``device`` may be the configured value (then auto passes) or the one :func:`pick_device`
+    resolved at load time. Config validation asks :func:`check_4bit_support`, which also
+    resolves auto and looks for bitsandbytes on the machine that validates.
 
     Raises:
         DeviceError: naming ``key`` when 4bit meets a device that is not a GPU.
@@ -61,6 +62,46 @@ def check_4bit(quantization: str, device: str, key: str = "quantization") -> Non
         raise DeviceError(
             f"config key {key}: 4bit needs a CUDA GPU (bitsandbytes NF4 kernels), but the device is "
             f"{device}; set it to none to run on CPU"
+        )
+
+
+def check_4bit_support(quantization: str, device: str, key: str = "quantization") -> None:
+    """What :func:`check_4bit` leaves to load time, asked of this machine before any job starts.
+
+    4bit needs a CUDA GPU for the device the job would use (auto resolved as
+    :func:`pick_device` does), since NF4 weights are placed whole on GPU 0, and bitsandbytes
+    importable with its CUDA library loaded. torch and bitsandbytes are imported only when 4bit
+    is asked for.
+
+    Raises:
+        DeviceError: naming ``key``, with what to change.
+    """
+    if quantization != "4bit":
+        return
+    check_4bit(quantization, device, key)
+    import torch
+
+    if not torch.cuda.is_available():
+        asked = "device auto resolves to cpu" if device == "auto" else "device cuda was asked for"
+        raise DeviceError(
+            f"config key {key}: 4bit needs a CUDA GPU (bitsandbytes NF4 kernels), but {asked} and "
+            "torch sees no CUDA GPU on this machine; set it to none to run on CPU"
+        )
+    try:
+        import bitsandbytes
+    except Exception as err:  # ImportError, or a native library that fails while loading
+        raise DeviceError(
+            f"config key {key}: 4bit needs bitsandbytes, which cannot be imported here "
+            f"({type(err).__name__}: {err}); install it (pip install -e '.[gpu]') or set it to none"
+        ) from None
+    # bitsandbytes falls back to a stand-in library when its CUDA one does not load (a CUDA
+    # version it was not built for); 4-bit loading then fails at the first weight.
+    library = getattr(getattr(bitsandbytes, "cextension", None), "lib", None)
+    if getattr(library, "compiled_with_cuda", True) is False:
+        raise DeviceError(
+            f"config key {key}: 4bit needs bitsandbytes' CUDA kernels, but its CUDA library did not "
+            "load on this machine (python -m bitsandbytes says why); reinstall bitsandbytes for "
+            "this CUDA version, or set it to none"
         )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harmdrift.core.io import DataError, file_sha256, write_json, write_jsonl
+from harmdrift.core.io import DataError, atomic_write, file_sha256, write_json, write_jsonl
 from harmdrift.core.vocab import SPLITS
 from harmdrift.data.load import RECONSTRUCTION_NOTE, benchmark_path, load_benchmarks
 
@@ -130,15 +129,8 @@ def split_summary(splits: Mapping[str, list[dict]]) -> pd.DataFrame:
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
     """Write a CSV atomically, like the JSONL writers, so a crash leaves no half table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            table.to_csv(handle, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, newline="") as handle:
+        table.to_csv(handle, index=False)
 
 
 def _provenance(

@@ -28,6 +28,7 @@ def write_rationales(
     distill: dict,
     label_source: str,
     cache_dir: str,
+    models_root: str | None = None,
     threads: int | None = None,
 ) -> dict:
     """Rule write_rationales: Stage I teacher rationales for the training split.
@@ -41,12 +42,13 @@ def write_rationales(
         distill: the ``distill`` config section.
         label_source: "gold" or "predicted".
         cache_dir: where replies are cached.
+        models_root: the run's converted embedded models (a local teacher).
         threads: CPU threads for a local teacher.
     """
     set_threads(threads)
     cfg = rationale_config(distill, label_source)
     params = section_params(teacher)
-    backend = chat_backend(teacher, cache_dir)
+    backend = chat_backend(teacher, cache_dir, models_root)
     logger.info("teacher: %s; decoding %s; checks %s", backend.describe(), params, cfg)
     try:
         return rationale_set.write_rationales(

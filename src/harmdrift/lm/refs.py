@@ -78,8 +78,8 @@ def parse_model_spec(spec: str, key: str = "model") -> ModelSpec:
     )
 
 
-def embedded_model_dir(name: str, models_root: str = "results/models") -> str:
-    """The folder the conversion rule writes an embedded model to."""
+def embedded_model_dir(name: str, models_root: str) -> str:
+    """The folder the conversion rule writes an embedded model to, under the run's ``models_root``."""
     return str(Path(models_root) / name)
 
 
@@ -99,8 +99,9 @@ def model_provenance(spec: ModelSpec, load_path: str, revision: str | None = Non
     return {"kind": "local", "model": str(folder), "weights_sha256": files_sha256(weights)}
 
 
-def resolve_load_path(spec: ModelSpec, models_root: str = "results/models") -> str:
-    """What to hand to ``from_pretrained`` for a parsed spec."""
+def resolve_load_path(spec: ModelSpec, models_root: str) -> str:
+    """What to hand to ``from_pretrained`` for a parsed spec (``models_root``: where the run's
+    converted embedded models live, ``results/<run>/models``)."""
     if spec.kind == "embedded":
         return embedded_model_dir(spec.ref, models_root)
     return spec.ref

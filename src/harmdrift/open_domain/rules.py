@@ -25,7 +25,8 @@ def write_open_queries(*, queries: str, selected: str, n_queries: int | None, se
 
 def classify_open_answers(
     *, answers: str, queries: str, template: str, classified: str, rates: str, usage: str, model: str,
-    judge: dict, verdicts: str, bootstrap: dict, cache_dir: str | None, threads: int | None = None,
+    judge: dict, verdicts: str, bootstrap: dict, cache_dir: str | None, models_root: str | None = None,
+    threads: int | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Rule classify_open_answers: the judge sorts one model's answers; rates with CIs.
 
@@ -40,6 +41,7 @@ def classify_open_answers(
             sorted and only the keyword refusal rate is measured.
         bootstrap: the ``evaluation.bootstrap`` section.
         cache_dir: where replies are cached (None turns caching off).
+        models_root: the run's converted embedded models (a local judge).
         threads: CPU threads for a local judge.
 
     Raises:
@@ -58,7 +60,7 @@ def classify_open_answers(
         unjudged = keyword_records(records, query_set, out_path=classified)
         return write_rates(unjudged, model, rates, n_boot=n_boot, seed=seed)
     params = section_params(judge)
-    backend = chat_backend(judge, cache_dir)
+    backend = chat_backend(judge, cache_dir, models_root)
     logger.info("open-domain judge for %s: %s; decoding %s", model, backend.describe(), params)
     try:
         classified_records = classify_answers(

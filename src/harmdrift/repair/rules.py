@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from harmdrift.backends import write_usage
 from harmdrift.config import audit_scorer, chat_backend, rationale_config, section_params
 from harmdrift.core.runtime import set_threads
@@ -17,7 +15,7 @@ from harmdrift.repair.train_set import build_repair_set as build_set
 def write_repair_rationales(
     *, audit: str, pairs: str, split_items: str, teacher_prompt: str, fix_prompt: str, student_prompt: str,
     rationales: str, dropped: str, summary: str, usage: str, teacher: dict, distill: dict, repair: dict,
-    screen: dict, cache_dir: str, tag: str, threads: int | None = None,
+    screen: dict, cache_dir: str, tag: str, models_root: str | None = None, threads: int | None = None,
 ) -> dict:  # fmt: skip
     """Rule write_repair_rationales: safer rationales for the drift cases of the parent's audit.
 
@@ -29,14 +27,15 @@ def write_repair_rationales(
         teacher, distill, repair: config sections.
         screen: the audit's scorer keys (``scorer``, ``max_chars``), to re-score the repairs.
         cache_dir: where replies and scores are cached.
+        models_root: the run's converted embedded models (a local teacher).
         tag: part of every request key, one per repair round.
         threads: CPU threads for a local teacher.
     """
     set_threads(threads)
-    backend, params = chat_backend(teacher, cache_dir), section_params(teacher)
+    backend, params = chat_backend(teacher, cache_dir, models_root), section_params(teacher)
     scorer, label = audit_scorer(screen["scorer"], cache_dir)
     repair_cfg = RepairConfig.from_dict(repair)
-    checks = replace(rationale_config(distill, "gold"), max_fix_rounds=repair_cfg.max_fix_rounds)
+    checks = rationale_config({**distill, "max_fix_rounds": repair_cfg.max_fix_rounds}, "gold")
     try:
         return write_repairs(
             audit, pairs, split_items,

@@ -65,7 +65,14 @@ class CachedScorer:
             found.update((key, s) for (key, _), s in zip(chunk, scored, strict=True))
         if texts:
             logger.info("toxicity cache: %d hits, %d misses so far", self.hits, self.misses)
-        return [found[key] for key in keys]
+        return [self._in_label_order(found[key]) for key in keys]
+
+    def _in_label_order(self, scores: dict[str, float]) -> dict[str, float]:
+        """One order for every score dict, the scorer's labels', whether it was just computed
+        or read back from the store (which sorts keys): records written from a warm cache are
+        then byte-identical to those written from a cold one."""
+        ordered = {label: scores[label] for label in self.labels if label in scores}
+        return ordered | {k: v for k, v in sorted(scores.items()) if k not in ordered}
 
     def __len__(self) -> int:
         return len(self._store)

@@ -319,10 +319,14 @@ def test_write_audit_writes_the_table_and_summaries(tmp_path):
     (tmp_path / "check.json").write_text(json.dumps(CHECK))
     names = {"csv": "audit.csv", "summary": "summary.json", "summary_md": "summary.md"}
     outputs = {key: str(tmp_path / name) for key, name in names.items()}
-    summary = audit_table.write_audit(
+    rows = audit_table.write_audit_table(
+        tmp_path / "pairs.jsonl", tmp_path / "judgments.jsonl", outputs["csv"]
+    )
+    summary = audit_table.write_audit_summary(
         tmp_path / "pairs.jsonl", tmp_path / "judgments.jsonl", tmp_path / "check.json", outputs,
         model="m_int", split="test", protocol="held-out", meta=META,
     )  # fmt: skip
+    assert summary["n_pairs"] == len(rows) == 5
     with open(outputs["csv"], newline="") as fh:
         table = list(csv.DictReader(fh))
     assert list(table[0]) == audit_table.AUDIT_COLUMNS and len(table) == 5
@@ -335,20 +339,18 @@ def test_write_audit_without_figure_outputs_writes_no_figures(tmp_path):
     write_jsonl(tmp_path / "pairs.jsonl", table_pairs())
     write_jsonl(tmp_path / "judgments.jsonl", [])
     (tmp_path / "check.json").write_text(json.dumps({**CHECK, "accuracy": None, "below_floor": False}))
-    outputs = {
-        k: str(tmp_path / n) for k, n in (("csv", "a.csv"), ("summary", "s.json"), ("summary_md", "s.md"))
-    }
-    summary = audit_table.write_audit(
+    outputs = {k: str(tmp_path / n) for k, n in (("summary", "s.json"), ("summary_md", "s.md"))}
+    summary = audit_table.write_audit_summary(
         tmp_path / "pairs.jsonl", tmp_path / "judgments.jsonl", tmp_path / "check.json", outputs,
         model="m_int", split="test", protocol="transductive", meta=META,
     )  # fmt: skip
     assert summary["n_drift"] == 0 and summary["n_judged"] == 0
     assert "n/a (classifier-only audit)" in (tmp_path / "s.md").read_text()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "check.json", "judgments.jsonl",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["check.json", "judgments.jsonl",
                                                             "pairs.jsonl", "s.json", "s.md"]  # fmt: skip
 
 
-def test_run_audit_table_records_the_audit_settings(tmp_path):
+def test_run_audit_summary_records_the_audit_settings(tmp_path):
     write_jsonl(tmp_path / "pairs.jsonl", table_pairs())
     write_jsonl(tmp_path / "judgments.jsonl", table_judgments())
     (tmp_path / "check.json").write_text(json.dumps(CHECK))
@@ -366,10 +368,11 @@ def test_run_audit_table_records_the_audit_settings(tmp_path):
     figures = {
         k: str(tmp_path / f"{k}.{k[-3:]}") for k in ("deltas_png", "deltas_pdf", "counts_png", "counts_pdf")
     }
-    summary = audit_rules.audit_table(
-        pairs=str(tmp_path / "pairs.jsonl"), judgments=str(tmp_path / "judgments.jsonl"),
-        check=str(tmp_path / "check.json"), **outputs, **figures, model="m_int", split="test",
-        protocol="held-out", audit=section,
+    pairs, judgments = str(tmp_path / "pairs.jsonl"), str(tmp_path / "judgments.jsonl")
+    audit_rules.audit_table(pairs=pairs, judgments=judgments, csv=outputs["csv"])
+    summary = audit_rules.audit_summary(
+        pairs=pairs, judgments=judgments, check=str(tmp_path / "check.json"), **outputs, **figures,
+        model="m_int", split="test", protocol="held-out", audit=section,
     )  # fmt: skip
     for path in figures.values():
         assert Path(path).stat().st_size > 0

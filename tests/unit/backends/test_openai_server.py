@@ -12,11 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
+from conftest import validated_default_config
 from harmdrift.backends import BackendError, CachedBackend, ResponseCache
 from harmdrift.backends.openai_backend import OpenAIChatBackend
-from harmdrift.config import validate_config
 from harmdrift.core.decoding import GenParams
 
 pytestmark = pytest.mark.slow
@@ -210,9 +209,7 @@ JUDGE_TEMPLATE = ROOT / "config/prompts/judge_drift.txt"
 
 @functools.cache
 def _validated_defaults() -> dict:
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
-    config["prompts"] = {k: str(ROOT / v) for k, v in config["prompts"].items()}
-    return validate_config(config, ROOT / "config" / "schema.yaml")
+    return validated_default_config()
 
 
 def judge_section(url: str, model: str, **changes) -> dict:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -312,6 +314,25 @@ def test_write_splits_has_no_reconstruction_note_without_n1(tiny_dir, tmp_path):
     provenance = json.loads((tmp_path / "s" / "provenance.json").read_text())
     assert provenance["reconstructed_benchmarks"] == []
     assert provenance["notes"] == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_write_splits_files_get_the_mode_of_a_plain_open(tiny_dir, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        paths = write_splits(tiny_dir, ["D1"], SplitConfig(), tmp_path / "s", tmp_path / "s.csv")
+    finally:
+        os.umask(old)
+    assert {name: stat.S_IMODE(os.stat(path).st_mode) for name, path in paths.items()} == {
+        name: 0o666 & ~umask for name in paths
+    }
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_write_splits_summary_csv_is_what_pandas_writes(tiny_dir, tmp_path):
+    paths = write_splits(tiny_dir, ["D1", "N1"], SUBSAMPLE, tmp_path / "s", tmp_path / "s.csv")
+    expected = split_summary(make_splits(load_benchmarks(tiny_dir, ["D1", "N1"]), SUBSAMPLE))
+    assert Path(paths["summary"]).read_bytes() == expected.to_csv(index=False).encode("utf-8")
 
 
 # --- the shipped benchmark files ----------------------------------------------------------------

@@ -11,7 +11,7 @@ from harmdrift.lm.refs import ModelSpec, model_provenance, parse_model_spec, res
 def test_embedded_spec_and_its_file_is_installed():
     spec = parse_model_spec("embedded:smollm2-135m-instruct")
     assert spec == ModelSpec("embedded", "smollm2-135m-instruct")
-    assert resolve_load_path(spec) == "results/models/smollm2-135m-instruct"
+    assert resolve_load_path(spec, "results/default/models") == "results/default/models/smollm2-135m-instruct"
     assert find_embedded_file("smollm2-135m-instruct").stat().st_size > 50_000_000
 
 

@@ -486,13 +486,18 @@ def test_repair_rationales_take_their_fix_rounds_from_the_repair_section(monkeyp
     from harmdrift.repair import rules
 
     seen = {}
-    monkeypatch.setattr(rules, "chat_backend", lambda section, cache_dir: object())
+    monkeypatch.setattr(rules, "chat_backend", lambda section, cache_dir, models_root=None: object())
     monkeypatch.setattr(rules, "audit_scorer", lambda scorer, cache_dir: (FakeScorer(), "toxic"))
     monkeypatch.setattr(rules, "write_usage", lambda path, backend: None)
     monkeypatch.setattr(rules, "write_repairs", lambda *a, **kw: seen.update(kw) or {})
     teacher = {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "seed": 0}
-    distill = {"min_sentences": 1, "max_sentences": 4, "max_quote_chars": 40, "max_fix_rounds": 0,
-               "append_missing_conclusion": True}  # fmt: skip
+    # The rule passes distill without its max_fix_rounds (config_slice in rules/repair.smk).
+    distill = {
+        "min_sentences": 1,
+        "max_sentences": 4,
+        "max_quote_chars": 40,
+        "append_missing_conclusion": True,
+    }
     rules.write_repair_rationales(
         audit="a", pairs="p", split_items="s", teacher_prompt="t", fix_prompt="f",
         student_prompt="b", rationales="r", dropped="d", summary="m", usage="u",

@@ -3,6 +3,7 @@ classifiers (a tiny random model built here), the registry and the SQLite score 
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import types
@@ -335,6 +336,24 @@ def test_cache_second_call_scores_nothing_new(tmp_path):
     assert first == second == [{"toxic": 0.01}, {"toxic": 0.02}]
     assert fake.calls == [["a", "bb"]]
     assert (cached.hits, cached.misses) == (2, 2)
+
+
+class TwoLabelScorer(CountingScorer):
+    """Labels in an order that sorting would change, as the embedded scorer's are."""
+
+    labels = ("toxic", "insult")
+
+    def score(self, texts):
+        return [{"toxic": len(t) / 100, "insult": 0.5} for t in texts]
+
+
+def test_scores_keep_the_labels_order_whether_computed_or_read_back(tmp_path):
+    """The store sorts a value's keys; a record written from a warm cache must still be
+    byte-identical to one written from a cold cache."""
+    cold = CachedScorer(TwoLabelScorer(), tmp_path).score(["a"])
+    warm = CachedScorer(TwoLabelScorer(), tmp_path).score(["a"])
+    assert [list(s) for s in cold] == [list(s) for s in warm] == [["toxic", "insult"]]
+    assert json.dumps(cold) == json.dumps(warm)
 
 
 def test_cache_scores_only_misses_and_survives_reopening(tmp_path):
