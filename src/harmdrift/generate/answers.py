@@ -45,12 +45,19 @@ class AnswerConfig:
     # Binary framing: after each reply, compare log p(" YES") and log p(" NO") following
     # "\nConclusion:" (an addition to DART's protocol; it does not depend on the reply's format).
     forced: ForcedChoice | None = None
+    # Items decoded and checkpointed together (None: the whole job in one call). A killed
+    # job resumes at its last finished chunk, and each chunk is decoded on its own whether or
+    # not the job was resumed, so a resumed job writes the same bytes as an uninterrupted one
+    # (rows decoded beside other companions would shift float32 logits slightly).
+    checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         # The framing comes from the rule's wildcard, not from a config key the schema checks
         # (evaluation.framings has no "open"), so this is its only check.
         if self.framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, got {self.framing!r}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be at least 1, got {self.checkpoint_every}")
         if self.forced is not None and self.framing != "binary":
             raise ValueError(
                 f"the forced choice reads YES/NO and needs the binary framing, not {self.framing!r}"
@@ -181,6 +188,10 @@ def generate_answers(
         "batch_size": generator.cfg.batch_size,
         "sort_by_length": generator.cfg.sort_by_length,
     }
+    size = cfg.checkpoint_every or len(items)
+    if size < len(items):
+        # Only when the job is cut, so records of a job decoded in one call stay as they were.
+        decoding["checkpoint_every"] = size
     if cfg.forced is not None:
         # Only when on, so the fingerprints of other framings' records stay as they were.
         decoding["forced_choice"] = {
@@ -198,7 +209,10 @@ def generate_answers(
     checkpoint = out_path.with_name(out_path.name + ".partial")
     forced_fields = ("forced_prediction", "forced_scores") if cfg.forced is not None else ()
     done = _load_checkpoint(checkpoint, prints, forced_fields)
-    todo = [i for i, item in enumerate(items) if item["id"] not in done]
+    chunks = [list(range(start, min(start + size, len(items)))) for start in range(0, len(items), size)]
+    # A chunk counts as done only whole: a partly written one is decoded again, all of it.
+    todo_chunks = [chunk for chunk in chunks if any(items[i]["id"] not in done for i in chunk)]
+    todo = [i for chunk in todo_chunks for i in chunk]
     resumed = len(items) - len(todo)
     stop = stop_check(cfg.framing) if cfg.stop_at_answer else None
 
@@ -232,9 +246,9 @@ def generate_answers(
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     with checkpoint.open("a", encoding="utf-8") as sink:
 
-        def save_batch(batch: list[int], generations: list) -> None:
-            for local, generation in zip(batch, generations, strict=True):
-                record = record_for(todo[local], generation)
+        def save(indices: list[int], generations: list) -> None:
+            for index, generation in zip(indices, generations, strict=True):
+                record = record_for(index, generation)
                 done[record["id"]] = record
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
             sink.flush()
@@ -242,22 +256,29 @@ def generate_answers(
         key = job_key(reuse.weights, decoding, items, prompt_texts) if reuse else None
         reused = reuse.store.get_many([key]).get(key) if reuse and todo else None
         if reused is not None:
-            save_batch(list(range(len(todo))), [Generation(**reused[items[i]["id"]]) for i in todo])
+            save(todo, [Generation(**reused[items[i]["id"]]) for i in todo])
             logger.info("reused the replies of an identical earlier job (same weights, decoding, prompts)")
         elif todo:
+            if resumed:
+                logger.info(
+                    "resuming: %d of %d chunks already checkpointed",
+                    len(chunks) - len(todo_chunks),
+                    len(chunks),
+                )
             # Passed only when on, so generators without forced choice keep working.
             extra = {"forced": cfg.forced} if cfg.forced is not None else {}
-            generator.generate(
-                [conversations[i] for i in todo],
-                cfg.params,
-                keys=[items[i]["id"] for i in todo],
-                stop=stop,
-                on_batch=save_batch,
-                desc=f"{cfg.model_name} {cfg.framing} {Path(items_path).stem}",
-                **extra,
-            )
+            desc = f"{cfg.model_name} {cfg.framing} {Path(items_path).stem}"
+            for n, chunk in enumerate(todo_chunks, start=1):
+                generations = generator.generate(
+                    [conversations[i] for i in chunk],
+                    cfg.params,
+                    keys=[items[i]["id"] for i in chunk],
+                    stop=stop,
+                    desc=desc if len(todo_chunks) == 1 else f"{desc} ({n}/{len(todo_chunks)})",
+                    **extra,
+                )
+                save(chunk, generations)
     records = [done[item["id"]] for item in items]
-    # A resumed job decoded its rest in other batches than a fresh one would: not kept.
     if reuse is not None and reused is None and resumed == 0:
         reuse.store.put_many([(key, _stored_replies(records))])
     write_jsonl(out_path, records)

@@ -86,6 +86,7 @@ def generate_answers(
         # Every binary answer also gets the format-free forced choice (YES vs NO after
         # "\nConclusion:"), read from the reply's KV cache at little cost.
         forced=ForcedChoice() if framing == "binary" else None,
+        checkpoint_every=generation["checkpoint_every"],
     )
     provenance = model_provenance(spec, load_path, student["revision"])
     if adapter:

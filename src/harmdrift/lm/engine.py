@@ -117,7 +117,6 @@ class HFGenerator:
         *,
         keys: Sequence[str],
         stop: Callable[[str], bool] | None = None,
-        on_batch: Callable[[list[int], list[Generation]], None] | None = None,
         desc: str = "generate",
         forced: ForcedChoice | None = None,
     ) -> list[Generation]:
@@ -128,8 +127,6 @@ class HFGenerator:
             params: decoding settings.
             keys: one stable key per item (its id): seeds that item's random stream.
             stop: called on the decoded reply after each step; True ends that row early.
-            on_batch: called with (item indices, generations) after each batch, so callers
-                can checkpoint partial results.
             desc: label of the progress bar.
             forced: when given, each finished reply is followed by ``forced.prefix`` and the
                 log-probability of each option is read (from the row's KV cache, one short
@@ -161,8 +158,6 @@ class HFGenerator:
             for row, out in zip(rows, outs, strict=True):
                 results[row.index] = out
                 new_tokens += out.n_new_tokens
-            if on_batch is not None:
-                on_batch([row.index for row in rows], outs)
             bar.update(len(rows))
             bar.set_postfix(tok_s=f"{new_tokens / max(time.perf_counter() - started, 1e-9):.0f}")
 

@@ -221,11 +221,25 @@ def _plot_title(base_model: str, out_dir: Path, init_adapter: str | None) -> str
     return f"LoRA on {Path(base_model).name} ({how}) -> {out_dir.parent.name}/{out_dir.name}"
 
 
+def sort_target_modules(config_path: Path) -> None:
+    """Write an adapter config's ``target_modules`` in sorted order.
+
+    PEFT expands ``all-linear`` into a set and saves it as a list in the set's order, which
+    follows the process's string hashing: two identical trainings wrote different bytes, and
+    the adapter's content hash (whole-job reply reuse) never matched. Sorted, they are equal.
+    """
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        write_json(config_path, config)
+
+
 def _write_outputs(trainer, out_dir: Path, meta: dict, plot_title: str) -> dict:
     """Save the adapter, loss.csv, loss.png and train_config.json; return the summary."""
     import torch
 
     trainer.model.save_pretrained(str(out_dir))
+    sort_target_modules(out_dir / "adapter_config.json")
     n_rows = write_loss_csv(trainer.state.log_history, out_dir / "loss.csv")
     plot_loss(out_dir / "loss.csv", out_dir / "loss.png", plot_title)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]

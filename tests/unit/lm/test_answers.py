@@ -21,7 +21,7 @@ class _Cfg:
 
 
 class ScriptedGenerator:
-    """Test double: replies from a table, can crash after a number of batches."""
+    """Test double: replies from a table, can crash after a number of generate calls (chunks)."""
 
     dtype_name = "float32"
     device = "cpu"
@@ -33,26 +33,26 @@ class ScriptedGenerator:
         self.forced_works = forced_works
         self.asked: list[str] = []
         self.forced_asked: list = []
+        self.calls = 0
 
     def render(self, conversation):
         return conversation[-1]["content"]
 
-    def generate(self, conversations, params, *, keys, stop=None, on_batch=None, desc="", **extra):
+    def generate(self, conversations, params, *, keys, stop=None, desc="", **extra):
         forced = extra.pop("forced", None)
         assert not extra, extra
         self.forced_asked.append(forced)
+        if self.crash_after is not None and self.calls >= self.crash_after:
+            raise KeyboardInterrupt("simulated crash")
+        self.calls += 1
         outs = []
         for start in range(0, len(keys), self.cfg.batch_size):
-            if self.crash_after is not None and start // self.cfg.batch_size >= self.crash_after:
-                raise KeyboardInterrupt("simulated crash")
             batch = list(range(start, min(start + self.cfg.batch_size, len(keys))))
             gens = [
                 Generation(self.replies[keys[i]], 5, "stop", forced_scores=self._forced(forced, keys[i]))
                 for i in batch
             ]
             self.asked += [keys[i] for i in batch]
-            if on_batch:
-                on_batch(batch, gens)
             outs += gens
         return outs
 
@@ -81,9 +81,14 @@ ITEMS = [
     for i in range(5)
 ]
 REPLIES = {item["id"]: f"Reason {n}.\nConclusion: {'YES' if n % 2 else 'NO'}" for n, item in enumerate(ITEMS)}
-CFG = AnswerConfig(framing="binary", model_name="m0", params=GenParams(max_new_tokens=8))
+# Chunks of 2 items: a crash after the first generate call leaves 2 checkpointed records.
+CFG = AnswerConfig(framing="binary", model_name="m0", params=GenParams(max_new_tokens=8), checkpoint_every=2)
 FORCED = AnswerConfig(
-    framing="binary", model_name="m0", params=GenParams(max_new_tokens=8), forced=ForcedChoice()
+    framing="binary",
+    model_name="m0",
+    params=GenParams(max_new_tokens=8),
+    forced=ForcedChoice(),
+    checkpoint_every=2,
 )
 PROV = {"kind": "local", "model": "scripted"}
 
@@ -146,7 +151,9 @@ def test_changed_settings_invalidate_the_checkpoint(paths):
             generator=ScriptedGenerator(REPLIES, crash_after=1),
             provenance=PROV,
         )
-    changed = AnswerConfig(framing="binary", model_name="m0", params=GenParams(max_new_tokens=9))
+    changed = AnswerConfig(
+        framing="binary", model_name="m0", params=GenParams(max_new_tokens=9), checkpoint_every=2
+    )
     again = ScriptedGenerator(REPLIES)
     generate_answers(items, template, out, cfg=changed, generator=again, provenance=PROV)
     assert len(again.asked) == 5
@@ -195,7 +202,7 @@ def test_forced_choice_fields_in_binary_records(paths):
     generator = ScriptedGenerator(REPLIES)
     summary = generate_answers(items, template, out, cfg=FORCED, generator=generator, provenance=PROV)
     records = read_jsonl(out)
-    assert generator.forced_asked == [ForcedChoice()]
+    assert generator.forced_asked == [ForcedChoice()] * 3  # one call per chunk of 2 items
     assert [r["forced_prediction"] for r in records] == ["NO", "YES", "NO", "YES", "NO"]
     assert records[1]["forced_scores"] == {"YES": -0.5, "NO": -2.0}
     assert records[0]["decoding"]["forced_choice"] == {
@@ -211,7 +218,7 @@ def test_forced_choice_off_adds_nothing(paths):
     generator = ScriptedGenerator(REPLIES)
     generate_answers(items, template, out, cfg=CFG, generator=generator, provenance=PROV)
     records = read_jsonl(out)
-    assert generator.forced_asked == [None]
+    assert generator.forced_asked == [None] * 3
     assert all("forced_scores" not in r and "forced_prediction" not in r for r in records)
     assert all("forced_choice" not in r["decoding"] for r in records)
 
@@ -253,7 +260,7 @@ def test_matching_fingerprint_without_forced_scores_is_not_reused(paths):
     checkpoint.write_text("".join(json.dumps(r) + "\n" for r in rows))
     again = ScriptedGenerator(REPLIES)
     generate_answers(items, template, out, cfg=FORCED, generator=again, provenance=PROV)
-    assert again.asked == [ITEMS[0]["id"], *[i["id"] for i in ITEMS[2:]]]
+    assert again.asked == [i["id"] for i in ITEMS]  # the first chunk, half unusable, is decoded again whole
 
 
 def test_forced_choice_needs_the_binary_framing_and_a_scoring_generator(paths):
@@ -304,7 +311,7 @@ def test_an_identical_job_reads_the_earlier_replies_and_writes_its_own_records(p
     )
     copy_out = out.with_name("copy.binary.jsonl")
     copy_cfg = AnswerConfig(
-        framing="binary", model_name="m_dart", params=FORCED.params, forced=ForcedChoice()
+        framing="binary", model_name="m_dart", params=FORCED.params, forced=ForcedChoice(), checkpoint_every=2
     )
     copy_prov = {**PROV, "adapter": "results/adapters/m_dart"}
     second = ScriptedGenerator({})  # would fail on any item it is asked
@@ -389,3 +396,49 @@ def test_weights_are_named_by_content_and_a_moving_hub_branch_is_never_reused(tm
     assert reply_reuse({"cache": False}, str(tmp_path), local, None) is None
     assert reply_reuse({"cache": True}, None, local, None) is None
     assert reply_reuse({"cache": True}, str(tmp_path), local, None) is not None
+
+
+class CrashingGenerator:
+    """A real generator that raises on its ``crash_at``-th generate call (a kill mid-job)."""
+
+    def __init__(self, inner, crash_at: int) -> None:
+        self.inner, self.crash_at, self.calls = inner, crash_at, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def generate(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.crash_at:
+            raise KeyboardInterrupt("simulated kill")
+        return self.inner.generate(*args, **kwargs)
+
+
+def test_a_resumed_job_writes_the_bytes_of_an_uninterrupted_one(tiny_model, tmp_path):
+    """With the real engine, sampled and scored: chunks are decoded alike whether or not the job
+    was resumed, so the resumed file is byte-identical (rows decoded beside other companions
+    would shift float32 scores)."""
+    from harmdrift.lm.engine import HFGenerator, HFModelConfig
+
+    items = tmp_path / "items.jsonl"
+    write_jsonl(items, [{**ITEMS[i % 5], "id": f"D1-diff-{i}", "question": f"is the law {'a fact ' * i}?"}
+                        for i in range(7)])  # fmt: skip
+    template = tmp_path / "t.txt"
+    template.write_text("{question}")
+    cfg = AnswerConfig(framing="binary", model_name="m0", params=GenParams(max_new_tokens=6, temperature=0.7),
+                       forced=ForcedChoice(), checkpoint_every=3)  # fmt: skip
+
+    def generator():
+        model = HFModelConfig(model=tiny_model, dtype="float32", device="cpu", batch_size=2)
+        return HFGenerator(model, progress=False)
+
+    whole = tmp_path / "whole.binary.jsonl"
+    generate_answers(items, template, whole, cfg=cfg, generator=generator(), provenance=PROV)
+    resumed = tmp_path / "resumed.binary.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        generate_answers(items, template, resumed, cfg=cfg, generator=CrashingGenerator(generator(), 2),
+                         provenance=PROV)  # fmt: skip
+    assert len(resumed.with_name(resumed.name + ".partial").read_text().splitlines()) == 3
+    summary = generate_answers(items, template, resumed, cfg=cfg, generator=generator(), provenance=PROV)
+    assert summary["reused_from_checkpoint"] == 3
+    assert resumed.read_bytes() == whole.read_bytes()

@@ -123,17 +123,6 @@ def test_finish_reason_length(tiny_model):
     assert out.n_new_tokens <= 2
 
 
-def test_on_batch_reports_every_item_once(tiny_model):
-    seen = []
-    make(tiny_model, batch_size=2).generate(
-        CONVERSATIONS,
-        GenParams(max_new_tokens=3, temperature=1.0),
-        keys=KEYS,
-        on_batch=lambda idx, outs: seen.extend(idx),
-    )
-    assert sorted(seen) == list(range(5))
-
-
 def test_gumbel_processor_samples_the_tempered_distribution():
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
     params = GenParams(max_new_tokens=1, temperature=0.5, top_p=1.0, seed=0)

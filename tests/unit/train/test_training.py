@@ -364,6 +364,10 @@ def test_outputs_are_written(trained):
     for name in ("adapter_model.safetensors", "adapter_config.json", "loss.png"):
         assert (out / name).stat().st_size > 0
     assert not (out / "checkpoints").exists()
+    # PEFT saves all-linear's modules in set order (per-process hashing); sorted, identical
+    # trainings write identical bytes.
+    modules = json.loads((out / "adapter_config.json").read_text())["target_modules"]
+    assert isinstance(modules, list) and len(modules) > 1 and modules == sorted(modules)
     meta = json.loads((out / "train_config.json").read_text())
     from harmdrift.core.io import file_sha256
 
