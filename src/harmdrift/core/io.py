@@ -92,6 +92,21 @@ def atomic_write(path: str | os.PathLike, newline: str | None = None) -> Iterato
         raise
 
 
+def share_like_open(folder: str | os.PathLike) -> None:
+    """Give every file in ``folder`` the mode a plain ``open()`` would: 0o666 less the umask.
+
+    For files a library wrote itself: safetensors writes its weights 0600, so adapters and
+    converted models were private on a shared cluster. The umask is read by setting it and
+    setting it back, which a job does once, before or after its work, not while other
+    threads create files.
+    """
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in Path(folder).iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o666 & ~umask)
+
+
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
     """Write records atomically (see :func:`atomic_write`), one JSON object a line.
 

@@ -9,7 +9,7 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
-from harmdrift.core.io import file_sha256, write_json
+from harmdrift.core.io import file_sha256, share_like_open, write_json
 from harmdrift.lm.refs import EMBEDDED_MODELS, EMBEDDED_PREFIX, PROVENANCE_FILE
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def convert_embedded_model(name: str, out_dir: str | Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    share_like_open(out_dir)
     entry = EMBEDDED_MODELS[name]
     provenance = {
         "kind": "embedded",

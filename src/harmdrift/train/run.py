@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from harmdrift.core.io import file_sha256, write_json
+from harmdrift.core.io import file_sha256, share_like_open, write_json
 from harmdrift.core.runtime import pick_device
 from harmdrift.train.config import TrainConfig
 from harmdrift.train.examples import WeightedChatCollator, encode_examples, load_examples
@@ -240,6 +240,7 @@ def _write_outputs(trainer, out_dir: Path, meta: dict, plot_title: str) -> dict:
 
     trainer.model.save_pretrained(str(out_dir))
     sort_target_modules(out_dir / "adapter_config.json")
+    share_like_open(out_dir)
     n_rows = write_loss_csv(trainer.state.log_history, out_dir / "loss.csv")
     plot_loss(out_dir / "loss.csv", out_dir / "loss.png", plot_title)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
@@ -378,6 +379,7 @@ def carry_over_adapter(init_adapter: str | os.PathLike, out_dir: str | os.PathLi
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("adapter_model.safetensors", "adapter_config.json"):
         shutil.copy2(Path(init_adapter) / name, out_dir / name)
+    share_like_open(out_dir)  # copy2 copies the parent's mode too
     reason = f"{examples_path} is empty (no drift left to repair): the adapter of {init_adapter} is kept"
     meta = {"skipped": reason, "init_adapter": str(init_adapter), "examples_path": str(examples_path),
             "steps": 0, "versions": _versions()}  # fmt: skip

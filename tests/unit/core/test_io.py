@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from harmdrift.core import io
-from harmdrift.core.io import atomic_write, read_jsonl, write_json, write_jsonl
+from harmdrift.core.io import atomic_write, read_jsonl, share_like_open, write_json, write_jsonl
 
 RECORDS = [{"id": "a", "text": "café"}, {"id": "b", "n": 2}]
 
@@ -106,3 +106,17 @@ def test_a_stray_file_with_the_temp_name_is_neither_used_nor_overwritten(tmp_pat
     assert stray.read_text() == "someone else's"
     assert read_jsonl(tmp_path / "a.jsonl") == RECORDS
     assert leftovers(tmp_path) == [stray.name]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_files_a_library_wrote_private_get_the_mode_open_gives(tmp_path, umask):
+    """safetensors writes weights 0600; share_like_open gives them 0o666 less the umask."""
+    private = tmp_path / "adapter_model.safetensors"
+    private.write_bytes(b"weights")
+    os.chmod(private, 0o600)
+    old = os.umask(umask)
+    try:
+        share_like_open(tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o666 & ~umask

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -366,6 +367,10 @@ def test_outputs_are_written(trained):
     assert not (out / "checkpoints").exists()
     # PEFT saves all-linear's modules in set order (per-process hashing); sorted, identical
     # trainings write identical bytes.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    # safetensors writes 0600; colleagues must be able to read an adapter as any output.
+    assert (out / "adapter_model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
     modules = json.loads((out / "adapter_config.json").read_text())["target_modules"]
     assert isinstance(modules, list) and len(modules) > 1 and modules == sorted(modules)
     meta = json.loads((out / "train_config.json").read_text())
