@@ -1,11 +1,11 @@
 """Faults on the finished smoke run: nothing is lost, and nothing half-written is taken as done.
 
-* kill -9 mid-job: a job of the finished run (training, generation, the teacher with the judge)
-  is forced to run again, and its whole process group (Snakemake and the job) is killed with
-  SIGKILL at a seeded random moment while the job works. Snakemake leaves its lock behind;
-  after ``snakemake --unlock`` the job is planned again, and its re-run writes the bytes of the
-  uninterrupted run (timings aside; a generation job resumed from its checkpoint is the one
-  known exception, reported as an expected failure with what differs).
+* kill -9 mid-job: a job of the finished run (training, generation, the teacher) is forced to
+  run again, and its whole process group (Snakemake and the job) is killed with SIGKILL at a
+  seeded point of its own progress (a training step, a generation chunk, the teacher's stored
+  replies). Snakemake leaves its lock behind; after ``snakemake --unlock`` the job is planned
+  again, its re-run reuses what was checkpointed and writes the bytes of the uninterrupted run
+  (timings and cache counters aside).
 * Two Snakemakes on one run folder: the second is refused with Snakemake's lock message and
   changes nothing; the first finishes undisturbed.
 * Two runs (two run.name values) sharing one cache_dir run at once, without a lock, and agree.
@@ -22,12 +22,15 @@ import base64
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -41,12 +44,8 @@ pytestmark = pytest.mark.slow
 RESULTS = "results/smoke"
 LOGS = "logs/smoke"
 CACHE = ".cache/harmdrift"
-# Seeds the moment of each kill: random.Random(f"{KILL_SEED}:{fault}") (FAULTS below).
+# Seeds the point of each kill: random.Random(f"{KILL_SEED}:{fault}").choice(job.kill_at).
 KILL_SEED = 20261206
-# The kill lands this fraction of the job's typical working time after the job says it works
-# (its model loaded). The typical time is read from the shared run's own log of the same job,
-# so it follows the machine's speed.
-KILL_WINDOW = (0.1, 0.6)
 LOCKED = "cannot be locked"  # Snakemake's lock message, in a dry run and in a refused run
 SMOKE_CHUNK = 8  # generation.checkpoint_every in config/smoke.yaml
 INCOMPLETE = "seem to be incomplete"  # Snakemake's refusal to take marked outputs as done
@@ -175,8 +174,11 @@ class Job:
     rule: str
     target: str
     log: str
-    working: str  # a line of its log that says the job is past start-up and doing its work
-    typical_s: float  # its work's seconds on 2 CPU cores, when the shared run's log lacks them
+    # How far the job has got, as it shows it (steps logged, chunks checkpointed, replies
+    # cached), and the points, one drawn per test, at which it is killed: mid-work by what it
+    # did, not after a delay, which the machine's load would turn into a race.
+    progress: Callable[[Path, Job], int]
+    kill_at: tuple[int, ...]
     same_bytes: tuple[str, ...]  # outputs that must equal the uninterrupted run's, byte for byte
     # JSON outputs compared without these top-level fields (and why).
     same_json_except: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -191,15 +193,37 @@ class Job:
     checkpoint: str | None = None
 
 
-MODEL_LOADED = "harmdrift.lm.engine: loaded "
+def steps_logged(workdir: Path, job: Job) -> int:
+    """Training steps the job has logged (the smoke profile logs every step)."""
+    log = workdir / LOGS / job.log
+    return len(re.findall(r"harmdrift\.train\.loss: step \d+/", log.read_text())) if log.exists() else 0
+
+
+def records_checkpointed(workdir: Path, job: Job) -> int:
+    """Whole records in the generation job's checkpoint."""
+    return len(checkpointed_ids(workdir / RESULTS / job.checkpoint))
+
+
+def replies_cached(workdir: Path, job: Job) -> int:
+    """Replies the job has stored in the response cache (read-only, beside the writer)."""
+    path = workdir / CACHE / "llm.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)) as conn:
+            return conn.execute("SELECT count(*) FROM llm_replies").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or busy this instant
+        return 0
+
+
 JOBS = {
     # M_int's 3 LoRA steps.
     "train": Job(
         rule="train_adapter",
         target="adapters/m_int/adapter_model.safetensors",
         log="train/m_int.log",
-        working="trainable of",  # "model on cpu as float32: N trainable of M parameters"
-        typical_s=37,
+        progress=steps_logged,
+        kill_at=(1, 2),  # after step 1 or 2 of 3
         same_bytes=tuple(
             f"adapters/m_int/{name}"
             for name in ("adapter_model.safetensors", "adapter_config.json", "loss.csv", "loss.png")
@@ -213,19 +237,19 @@ JOBS = {
         rule="generate_answers",
         target="generate/m0/test.binary.jsonl",
         log="generate/m0/test.binary.log",
-        working=MODEL_LOADED,
-        typical_s=26,
+        progress=records_checkpointed,
+        kill_at=(8, 16),  # after the first or the second chunk of 8 (of 18 items)
         same_bytes=("generate/m0/test.binary.jsonl",),
         drop_caches=("replies.sqlite",),  # the whole-job reply reuse
         checkpoint="generate/m0/test.binary.jsonl.partial",
     ),
-    # The teacher's gold-label rationales: 24 requests, then 11 fix requests.
+    # The teacher's gold-label rationales: 24 requests stored at once, then the fix requests.
     "teacher": Job(
         rule="write_rationales",
         target="rationales/distill.jsonl",
         log="rationales/distill.log",
-        working=MODEL_LOADED,
-        typical_s=52,
+        progress=replies_cached,
+        kill_at=(1,),  # the 24 first replies are stored together: killed in the fix round
         same_bytes=tuple(f"rationales/distill{x}" for x in (".jsonl", ".dropped.jsonl", ".summary.json")),
         same_json_except={
             "rationales/distill.usage.json": (
@@ -239,55 +263,26 @@ JOBS = {
         drop_caches=("llm.sqlite",),  # the teacher's replies
         usage="rationales/distill.usage.json",
     ),
-    # The judge measured on the 10 check pairs (both orders: 20 requests).
-    "judge": Job(
-        rule="judge_check",
-        target="audit/judge_check.json",
-        log="audit/judge_check.log",
-        working=MODEL_LOADED,
-        typical_s=16,
-        same_bytes=("audit/judge_check.json",),
-        drop_caches=("llm.sqlite", "judge_check.sqlite"),  # the judge's replies and verdicts
-    ),
 }
-# Each fault kills one forced run; the teacher and the judge are killed together, both at
-# work (as the full run has them, two jobs on the two cores), which costs one re-run, not two.
-FAULTS = {"train": ("train",), "generate": ("generate",), "teacher+judge": ("teacher", "judge")}
-# What decoding a reply again may change in its record (see resumed_generation_changes); the
-# item, prompt, decoding settings, provenance and fingerprint must stay as they were.
+FAULTS = list(JOBS)
 
 
-def typical_work_s(smoke_run: Path, job: Job) -> float:
-    """Seconds from the job's ``working`` line to its last log line in the shared run, or
-    ``job.typical_s`` where that job did no work (it found its replies in the cache)."""
-    lines = [x for x in (smoke_run / LOGS / job.log).read_text().splitlines() if x[:2] == "20"]
-    start = next((x for x in lines if job.working in x), None)
-    return log_seconds(lines[-1]) - log_seconds(start) if start else job.typical_s
-
-
-def kill_while_working(workdir: Path, jobs: list[Job], delay_s: float) -> None:
-    """Force ``jobs`` to run again in ``workdir`` and SIGKILL the whole process group
-    ``delay_s`` after every job's log says it works."""
-    logs = [workdir / LOGS / job.log for job in jobs]
-    for log in logs:
-        log.unlink()  # each job's log starts afresh: its lines then tell this attempt's progress
+def kill_mid_work(workdir: Path, job: Job, at: int) -> None:
+    """Force ``job`` to run again in ``workdir`` and SIGKILL the whole process group as soon
+    as its progress reaches ``at``."""
+    log = workdir / LOGS / job.log
+    log.unlink()  # the log starts afresh: its lines then tell this attempt's progress
     printed = workdir / "killed-run.out"
     # Targets before --forcerun and --configfile, which take every value after them.
-    args = ["--cores", "2", *(f"{RESULTS}/{job.target}" for job in jobs)]
-    run = start_snakemake(workdir, printed, *args, "--forcerun", *(job.rule for job in jobs), *SMOKE)
+    run = start_snakemake(
+        workdir, printed, "--cores", "2", f"{RESULTS}/{job.target}", "--forcerun", job.rule, *SMOKE
+    )
     try:
         deadline = time.monotonic() + 600
-
-        def working() -> bool:
-            return all(
-                log.exists() and job.working in log.read_text() for log, job in zip(logs, jobs, strict=True)
-            )
-
-        while not working():
+        while job.progress(workdir, job) < at:
             assert run.poll() is None, printed.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the jobs did not start working within 10 minutes"
-            time.sleep(0.1)
-        time.sleep(delay_s)
+            assert time.monotonic() < deadline, f"{job.rule} did not reach {at} within 10 minutes"
+            time.sleep(0.05)
     finally:
         stop(run)  # SIGKILL to Snakemake and its jobs: no clean-up, no unlock
     deadline = time.monotonic() + 30
@@ -295,7 +290,7 @@ def kill_while_working(workdir: Path, jobs: list[Job], delay_s: float) -> None:
         assert time.monotonic() < deadline, f"still running after the kill: {processes_in(workdir)}"
         time.sleep(0.1)
     text = printed.read_text()
-    assert "Finished jobid" not in text, f"a job finished before the kill ({delay_s:.1f} s): {text[-2000:]}"
+    assert "Finished jobid" not in text, f"the job finished before the kill: {text[-2000:]}"
 
 
 def checkpointed_ids(path: Path) -> set[str]:
@@ -324,17 +319,16 @@ def assert_same_json_except(copy: Path, original: Path, name: str, fields: tuple
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_kill_9_mid_job_then_unlock_and_rerun_gives_the_same_bytes(smoke_run, tmp_path, fault):
-    jobs = [JOBS[name] for name in FAULTS[fault]]
+    jobs = [JOBS[fault]]
     workdir = copy_run(smoke_run, tmp_path / "run")
     for job in jobs:
         for cache in job.drop_caches:
             drop_cache(workdir, cache)
     targets = [f"{RESULTS}/{job.target}" for job in jobs]
     rules = {job.rule for job in jobs}
-    typical = min(typical_work_s(smoke_run, job) for job in jobs)
-    delay = random.Random(f"{KILL_SEED}:{fault}").uniform(*KILL_WINDOW) * typical
+    at = random.Random(f"{KILL_SEED}:{fault}").choice(jobs[0].kill_at)
     assert marked_incomplete(workdir) == set()
-    kill_while_working(workdir, jobs, delay)
+    kill_mid_work(workdir, jobs[0], at)
     # Snakemake marked the jobs' outputs incomplete when they started; nobody unmarked them.
     assert set(targets) <= marked_incomplete(workdir)
     restored = {
@@ -344,7 +338,7 @@ def test_kill_9_mid_job_then_unlock_and_rerun_gives_the_same_bytes(smoke_run, tm
     left = [x for x in outputs if (workdir / RESULTS / x).exists()]
     counts = {rule: len(ids) for rule, ids in restored.items()}
     stray = stray_files(workdir / RESULTS)
-    print(f"{fault}: killed {delay:.1f} s into the work; outputs left: {left}; stray: {stray}; {counts}")
+    print(f"{fault}: killed at progress {at}; outputs left: {left}; stray: {stray}; {counts}")
 
     # The next plain run sees the lock the killed one left. A dry run reports it and goes on;
     # a real run is refused with Snakemake's advice to --unlock (--rerun-incomplete: past the
