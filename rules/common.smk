@@ -17,11 +17,12 @@ from snakemake.exceptions import WorkflowError
 
 from harmdrift.config import (
     check_api_keys,
+    judge_spec,
     validate_config,
     student_spec,
     teacher_spec,
 )
-from harmdrift.lm.refs import EMBEDDED_MODELS, parse_model_spec, resolve_load_path
+from harmdrift.lm.refs import EMBEDDED_MODELS, resolve_load_path
 from harmdrift.core import vocab
 from harmdrift.core.io import DataError
 from harmdrift.data.load import load_benchmarks
@@ -89,6 +90,7 @@ LABEL_SOURCES = vocab.RATIONALE_SETS
 PREDICT_PROMPTS = {"distill": [], "predlabel": "config/prompts/teacher_predict.txt"}
 STUDENT = student_spec(config)
 TEACHER = teacher_spec(config)
+JUDGE = judge_spec(config)
 
 
 wildcard_constraints:
@@ -180,10 +182,7 @@ def get_init_adapter_files(wildcards):
 
 
 def get_judge_files(wildcards):
-    judge = config["audit"]["judge"]
-    if judge["backend"] != "hf":
-        return []
-    return model_files(parse_model_spec(judge["model"], key="audit.judge.model"))
+    return model_files(JUDGE)
 
 
 def get_scorer_files(wildcards):
@@ -225,14 +224,13 @@ def audit_summary_params():
 def scorer_params():
     """The audit keys a toxicity-scoring job reads; judge settings stay out, so editing
     them does not re-score anything."""
-    return {k: config["audit"][k] for k in ("scorer", "max_chars")}
+    return config_slice("audit", keep=("scorer", "max_chars"))
 
 
 def open_judge_params():
     """The judge settings open-domain sorting uses (not the audit-only combine rule,
     scope or check-set floor)."""
-    audit_only = {"combine", "scope", "check_floor"}
-    return {k: v for k, v in config["audit"]["judge"].items() if k not in audit_only}
+    return config_slice("audit.judge", drop=("combine", "scope", "check_floor"))
 
 
 def generation_params(wildcards):
