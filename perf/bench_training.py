@@ -25,18 +25,19 @@ import random
 import resource
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+import yaml
 
+from harmdrift.config import apply_schema, train_config
 from harmdrift.core.io import write_jsonl
 from harmdrift.data.load import load_benchmarks
 from harmdrift.train.config import TrainConfig
 from harmdrift.train.examples import IGNORE_INDEX, encode_examples, load_examples
 from harmdrift.train.model import attach_adapter, load_base_model
 from harmdrift.train.run import train_adapter
-
-logger = logging.getLogger("bench_training")
 
 OPENINGS = (
     "The question asks whether the two groups named in it should be treated alike.",
@@ -93,6 +94,14 @@ def padded_to_dataset_max(tokenizer, features: list[dict]) -> tuple[list[dict], 
             }
         )
     return rows, [len(f["input_ids"]) for f in features]
+
+
+def default_training() -> TrainConfig:
+    """The default profile's training settings (config/config.yaml, the schema's defaults)."""
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text(encoding="utf-8"))
+    apply_schema(config, root / "config" / "schema.yaml")
+    return train_config(config["training"], config["student"])
 
 
 def run_baseline(model_path: str, examples_path: str, cfg: TrainConfig, workdir: Path) -> dict:
@@ -189,7 +198,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     torch.set_num_threads(args.threads)
 
-    cfg = TrainConfig(
+    cfg = replace(
+        default_training(),
         lora_r=args.lora_r,
         lora_alpha=2 * args.lora_r,
         batch_size=args.batch_size,

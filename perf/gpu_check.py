@@ -94,8 +94,12 @@ def run_step(summary: dict, name: str, fn) -> None:
 
 
 def qlora_train(model_dir: str, work: Path) -> dict:
+    from dataclasses import replace
+
+    import yaml
+
+    from harmdrift.config import apply_schema, train_config
     from harmdrift.core.io import write_jsonl
-    from harmdrift.train.config import TrainConfig
     from harmdrift.train.run import train_adapter
 
     rng = random.Random(1)
@@ -111,7 +115,10 @@ def qlora_train(model_dir: str, work: Path) -> dict:
         for i, label in enumerate(rng.choice(["YES", "NO"]) for _ in range(48))
     ]
     write_jsonl(work / "examples.jsonl", rows)
-    cfg = TrainConfig(
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
+    apply_schema(config, ROOT / "config" / "schema.yaml")
+    cfg = replace(
+        train_config(config["training"], config["student"]),
         lora_r=8,
         lora_alpha=16,
         lora_dropout=0.05,

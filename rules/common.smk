@@ -97,7 +97,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     split="|".join([*SPLITS, "open_domain"]),
     source="|".join(LABEL_SOURCES),
-    framing="binary|mc|open",
+    framing="|".join(vocab.FRAMINGS),
     embedded="|".join(EMBEDDED_MODELS),
 
 
@@ -244,12 +244,12 @@ def generation_params(wildcards):
 
 def metrics_outputs(model):
     outputs = []
-    if "binary" in FRAMINGS:
+    if vocab.BINARY in FRAMINGS:
         outputs += [
             f"{RESULTS}tables/metrics_{model}.csv",
             f"{RESULTS}tables/metrics_{model}.md",
         ]
-    if "mc" in FRAMINGS:
+    if vocab.MC in FRAMINGS:
         outputs += [
             f"{RESULTS}tables/metrics_{model}_mc.csv",
             f"{RESULTS}tables/metrics_{model}_mc.md",
@@ -288,9 +288,12 @@ def answer_files():
         for m in MODELS
         for framing in FRAMINGS
     ]
-    files += [f"{RESULTS}generate/{m}/{AUDIT_SPLIT}.binary.jsonl" for m in MODELS]
     files += [
-        f"{RESULTS}generate/{m}/open_domain.open.jsonl" for m in OPEN_DOMAIN_MODELS
+        f"{RESULTS}generate/{m}/{AUDIT_SPLIT}.{vocab.BINARY}.jsonl" for m in MODELS
+    ]
+    files += [
+        f"{RESULTS}generate/{m}/open_domain.{vocab.OPEN}.jsonl"
+        for m in OPEN_DOMAIN_MODELS
     ]
     return list(dict.fromkeys(files))
 

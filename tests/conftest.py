@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,23 @@ def tiny_model(tmp_path_factory) -> str:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Torch on one thread in the test process: the tests' models are tiny, so a second thread
+    only waits. On an idle 2-core machine that costs little (tests/unit/lm, generate, audit and
+    backends: 16.4 s on one thread, 17.8 s on two); on a busy one its spin-waits made single
+    tiny-model tests take 3-7 s instead of 0.2-0.3 s. Only where collecting already imported
+    torch; the workflow runs the tests start are their own processes, with their own threads."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def validated_default_config() -> dict:
     """config/config.yaml validated against the schema, defaults filled, as the workflow sees
     it, with its relative paths made absolute (the checks look at the disk)."""
@@ -51,6 +69,97 @@ def validated_default_config() -> dict:
 def default_config() -> dict:
     """The default config as the workflow sees it (:func:`validated_default_config`)."""
     return validated_default_config()
+
+
+# ---------------------------------------------------------------- the unit tier starts no process
+
+UNIT = ROOT / "tests" / "unit"
+
+
+class ChildProcessInUnitTest(RuntimeError):
+    """A unit test tried to start a process."""
+
+
+class NoChildProcesses:
+    """The unit tier's guard: while a test under tests/unit is set up, run or torn down (its
+    module and session fixtures included), starting a subprocess, a multiprocessing process or
+    ``os.system``/``os.fork`` raises :class:`ChildProcessInUnitTest`, and the phase fails even
+    where the code under test swallowed that error. Such a test belongs in
+    tests/workflow/<package>/ (a stage against real tools), not in the fast tier."""
+
+    def __init__(self, nodeid: str) -> None:
+        self.nodeid, self.attempts = nodeid, []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import multiprocessing.process
+        import platform
+
+        # The standard library runs `uname -p` once a process, the first time anything asks for
+        # the platform (the openai client does, for its request headers): let it, before a test.
+        platform.processor()
+        monkeypatch.setattr(subprocess.Popen, "_execute_child", self._refuse("subprocess"))
+        monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", self._refuse("multiprocessing"))
+        for name in ("system", "fork", "posix_spawn", "posix_spawnp"):
+            if hasattr(os, name):
+                monkeypatch.setattr(os, name, self._refuse(f"os.{name}"))
+
+    def _refuse(self, what: str):
+        def refuse(*args, **kwargs):
+            # Popen._execute_child(self, args, ...): name the command; the rest name the call.
+            command = f": {args[1]!r}" if what == "subprocess" and len(args) > 1 else ""
+            message = (
+                f"{self.nodeid} starts a child process ({what}{command}): unit tests start none. "
+                "Move it to tests/workflow/<package>/, or put a stand-in in place of the process."
+            )
+            self.attempts.append(message)
+            raise ChildProcessInUnitTest(message)
+
+        return refuse
+
+    def check(self, seen: int = 0) -> None:
+        """Raise if a process was attempted since ``seen`` attempts (caught or not)."""
+        if len(self.attempts) > seen:
+            raise ChildProcessInUnitTest(self.attempts[seen])
+
+
+CHILD_PROCESS_GUARD = pytest.StashKey[NoChildProcesses]()
+
+
+@contextmanager
+def _guarded(item: pytest.Item):
+    if not item.path.is_relative_to(UNIT):
+        yield
+        return
+    guard = item.stash.setdefault(CHILD_PROCESS_GUARD, NoChildProcesses(item.nodeid))
+    seen = len(guard.attempts)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        guard.install(monkeypatch)
+        yield
+    guard.check(seen)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _guarded(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _guarded(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    with _guarded(item):
+        return (yield)
+
+
+@pytest.fixture
+def child_process_guard(request) -> NoChildProcesses:
+    """The running unit test's :class:`NoChildProcesses` (for the tier's own tests)."""
+    return request.node.stash[CHILD_PROCESS_GUARD]
 
 
 def pytest_collection_modifyitems(config, items):

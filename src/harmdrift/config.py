@@ -175,12 +175,29 @@ def _problems_error(problems: list[str]) -> ConfigError:
 
 
 def validate_config(config: dict, schema_path: str | Path, *, defer_api_keys: bool = False) -> dict:
-    """Check a config against the schema and fill in defaults, in place; then :func:`check_config`.
+    """:func:`apply_schema`, then :func:`check_config` (the disk, the environment, the rules
+    across sections).
 
     Args:
         defer_api_keys: an unset API key variable is only a warning here (the workflow parses its
             config before it knows whether jobs will run; it calls :func:`check_api_keys`
             once they are about to).
+
+    Returns:
+        The same dict, with defaults filled.
+
+    Raises:
+        ConfigError: listing every problem, each naming its key.
+    """
+    apply_schema(config, schema_path)
+    check_config(config, defer_api_keys=defer_api_keys)
+    return config
+
+
+def apply_schema(config: dict, schema_path: str | Path) -> dict:
+    """Check a config against the schema and fill in its defaults, in place (types, ranges
+    and enums only: nothing on disk is looked at, so scripts outside the workflow can build
+    settings from a profile, e.g. ``perf/bench_training.py``).
 
     Returns:
         The same dict, with defaults filled.
@@ -198,7 +215,6 @@ def validate_config(config: dict, schema_path: str | Path, *, defer_api_keys: bo
     if problems:
         raise _problems_error(problems)
     _fill_defaults(config, schema, schema)
-    check_config(config, defer_api_keys=defer_api_keys)
     return config
 
 

@@ -234,7 +234,31 @@ def test_config_files_map_into_the_scratch_copy(bench, tmp_path):
 )
 def test_bf16_rates_are_timed_only_where_the_cpu_has_bf16(bench, monkeypatch, flags, dtypes):
     # Emulated bf16 (AVX2 only) times at 0.3 GFLOP/s: minutes for a rate no CPU job runs at.
+    # No kernel runs here: the products are recorded, not computed, on a clock of 1 s a reading.
+    import types
+
+    import torch
+
     monkeypatch.setattr(bench, "cpu_info", lambda: {"model": "test", "avx512f": False, **flags})
+    multiplied = []
+
+    def record(a, b):
+        multiplied.append((str(a.dtype).removeprefix("torch."), a.shape[0], b.shape[1]))
+        return a
+
+    threads = []  # recorded, not set: the rest of the session keeps its torch threads
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    monkeypatch.setattr(torch.Tensor, "__matmul__", record)
+    monkeypatch.setattr(torch, "randn", lambda *shape, dtype, device: torch.empty(*shape, dtype=dtype))
+    clock = iter(range(1_000_000))
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
     rates = bench.matmul_rates(1, repeats=1, budget=1e6)
-    assert {key.rsplit("_", 1)[0] for key in rates} == dtypes
-    assert all(value > 0 for value in rates.values())
+    assert threads == [1] and {key.rsplit("_", 1)[0] for key in rates} == dtypes
+    assert {dtype for dtype, _, _ in multiplied} == dtypes  # no bf16 product where none is timed
+    assert {(m, n) for _, m, n in multiplied} == {(2048, 2048), (32, 1536)}
+    # One inner product a repeat (budget below one product): 1 s each, so the rate is flop / 1e9.
+    shapes = {"large": (2048, 2048, 2048), "decode": (32, 576, 1536)}
+    expected = {
+        f"{d}_{s}": round(2.0 * m * k * n / 1e9, 1) for d in dtypes for s, (m, k, n) in shapes.items()
+    }
+    assert rates == expected

@@ -98,7 +98,7 @@ def test_default_profile_is_valid_and_builds_every_dataclass():
     assert built["student"].batch_size == config["generation"]["batch_size"]
     assert student_spec(config).kind == "embedded"
     scorer, judge, repair = built["scorer"], built["judge"], built["repair"]
-    assert scorer.kind == "embedded" and judge.backend == "hf" and repair.rounds == 1
+    assert scorer.kind == "embedded" and judge.backend == "hf" and repair.mode == config["repair"]["mode"]
     assert config["audit"]["split"] == "val"  # held out from test by default
     assert judge.params.temperature == config["audit"]["judge"]["temperature"]
 
@@ -114,12 +114,134 @@ def test_dataclass_fields_are_schema_keys():
     assert backend <= shared | set(top["audit"]["properties"]["judge"]["properties"])
     assert {f.name for f in fields(ScorerConfig)} == set(top["audit"]["properties"]["scorer"]["properties"])
     assert {f.name for f in fields(SplitConfig)} == set(top["data"]["properties"]["split"]["properties"])
-    assert {f.name for f in fields(RepairConfig)} == set(top["repair"]["properties"])
+    # repair.rounds is the workflow's: how many repair models it builds.
+    assert {f.name for f in fields(RepairConfig)} == set(top["repair"]["properties"]) - {"rounds"}
     # dtype and quantization come from the student section; save_steps is fixed in code.
     train = {f.name for f in fields(TrainConfig)} - {"dtype", "quantization", "save_steps"}
     assert train == set(top["training"]["properties"])
     rationale = {f.name for f in fields(RationaleConfig)} - {"label_source"}
     assert rationale == set(top["distill"]["properties"]) - {"predicted_label"}
+
+
+# --- one home per fact: defaults in the schema, names in harmdrift.core.vocab ------------------
+
+# Keys whose value in config/config.yaml may differ from the schema's default, each with its
+# reason. Empty: the default profile is the schema's defaults written out and commented.
+DEFAULT_PROFILE_OVERRIDES: dict[str, str] = {}
+
+
+def schema_properties(node: dict, root: dict) -> dict:
+    """The keys a schema node allows, with those it takes in through a local ``$ref``."""
+    found = {}
+    if "$ref" in node:
+        target = root
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        found.update(schema_properties(target, root))
+    found.update(node.get("properties", {}))
+    return found
+
+
+def default_disagreements(value, node: dict, root: dict, path: tuple = ()):
+    """(key, value, schema default) for every key set in ``value`` whose value differs from the
+    default the schema gives it, number types included (2 and 2.0 write different outputs).
+
+    A section whose keys have defaults of their own is compared key by key; any other value
+    (a leaf, a list, a mapping such as repair.severity_weights or control.training) whole.
+    Keys without a default (required ones such as data.dir) have nothing to disagree with."""
+    properties = schema_properties(node, root)
+    if isinstance(value, dict) and any(
+        "default" in sub or schema_properties(sub, root) for sub in properties.values()
+    ):
+        for key, sub_value in value.items():
+            yield from default_disagreements(sub_value, properties[key], root, (*path, key))
+    elif "default" in node:
+        default = node["default"]
+        if value != default or type(value) is not type(default):
+            yield ".".join(path), value, default
+
+
+def test_settings_built_from_config_take_no_defaults_of_their_own():
+    # The schema is the one home of defaults: a dataclass default would be a second one that
+    # could drift from it. save_steps is no config key.
+    from dataclasses import MISSING
+
+    from harmdrift.audit.judge import JudgeConfig
+
+    for cls, own in ((TrainConfig, {"save_steps"}), (JudgeConfig, set()), (RepairConfig, set())):
+        defaulted = {f.name for f in fields(cls) if (f.default, f.default_factory) != (MISSING, MISSING)}
+        assert defaulted == own, cls.__name__
+
+
+def test_config_yaml_values_are_the_schema_defaults():
+    # config/config.yaml documents the defaults; the schema is their one home. A key set there
+    # with another value is either a stale default (fix the schema or config.yaml) or a
+    # deliberate override (list it in DEFAULT_PROFILE_OVERRIDES with its reason).
+    schema = yaml.safe_load(SCHEMA.read_text())
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    disagreements = list(default_disagreements(config, schema, schema))
+    found = [d for d in disagreements if d[0] not in DEFAULT_PROFILE_OVERRIDES]
+    assert not found, "config/config.yaml differs from the schema's default:\n" + "\n".join(
+        f"  {key}: {value!r} (schema default {default!r})" for key, value, default in found
+    )
+    assert set(DEFAULT_PROFILE_OVERRIDES) <= {key for key, _, _ in disagreements}  # none stale
+
+
+def test_the_default_check_sees_a_disagreement():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["training"]["lora_dropout"] = 0.05
+    config["teacher"]["timeout_s"] = 60.0  # a shared back-end key, reached through $ref
+    config["repair"]["severity_weights"]["extreme"] = 5
+    config["control"]["training"] = {"learning_rate": 1.0e-2}
+    config["generation"]["max_new_tokens"]["open"] = 65
+    found = {key for key, _, _ in default_disagreements(config, schema, schema)}
+    assert found == {
+        "training.lora_dropout",
+        "teacher.timeout_s",
+        "repair.severity_weights",
+        "control.training",
+        "generation.max_new_tokens.open",
+    }
+
+
+def test_the_severity_scale_is_vocab_severities():
+    # vocab.SEVERITIES is the scale's one home; the schema's weights, the judge's prompt and
+    # the classifier-only bins and colours follow it.
+    from harmdrift.audit.pairs import SEVERITY_FLOORS
+    from harmdrift.core.vocab import DRIFT_CATEGORIES, SEVERITIES
+    from harmdrift.report.plotting import SEVERITY_COLOURS
+
+    weights = yaml.safe_load(SCHEMA.read_text())["properties"]["repair"]["properties"]["severity_weights"]
+    assert tuple(weights["required"]) == tuple(weights["properties"]) == SEVERITIES
+    assert tuple(weights["default"]) == SEVERITIES  # the default weights themselves live here alone
+    prompt = (ROOT / "config" / "prompts" / "judge_drift.txt").read_text()
+    assert [s for s in (*SEVERITIES, *DRIFT_CATEGORIES) if s not in prompt] == []
+    assert tuple(SEVERITY_COLOURS) == SEVERITIES
+    assert tuple(SEVERITY_FLOORS) == SEVERITIES[1:]  # the mildest level takes the rest
+
+
+def test_schema_names_are_vocab_names():
+    from harmdrift.core import vocab
+    from harmdrift.report.plotting import OPEN_DOMAIN_COLOURS
+
+    top = yaml.safe_load(SCHEMA.read_text())["properties"]
+
+    def enum(*path):
+        node = top
+        for part in path:
+            node = node[part]
+        return tuple(node["enum"])
+
+    assert enum("data", "properties", "benchmarks", "items") == vocab.BENCHMARKS
+    assert set(enum("control", "properties", "benchmarks", "items")) <= set(vocab.BENCHMARKS)
+    assert enum("control", "properties", "conditions", "items") == vocab.CONDITIONS
+    assert enum("evaluation", "properties", "split") == vocab.SPLITS
+    assert set(enum("audit", "properties", "split")) <= set(vocab.SPLITS)
+    assert set(enum("evaluation", "properties", "framings", "items")) <= set(vocab.FRAMINGS)
+    budgets = top["generation"]["properties"]["max_new_tokens"]["properties"]
+    assert tuple(budgets) == tuple(top["prompts"]["properties"]) == vocab.FRAMINGS
+    assert set(OPEN_DOMAIN_COLOURS) == set(vocab.OPEN_DOMAIN_CATEGORIES)
 
 
 def test_smoke_profile_is_valid():
@@ -136,6 +258,9 @@ def test_paper_profile_is_valid_and_uses_the_paper_split():
     assert config["audit"]["split"] == "test"  # DART's transductive protocol
     assert built["teacher"].base_url == "https://api.deepseek.com/v1"
     assert scorer.kind == "hf" and judge.backend == "openai" and repair.mode == "oversample"
+    train = built["training"]  # DART's LoRA and schedule (the schema's defaults are the CPU profile's)
+    assert (train.lora_r, train.lora_alpha, train.lora_dropout, train.epochs) == (16, 32, 0.05, 3)
+    assert (train.scheduler, train.warmup_ratio, train.max_length) == ("cosine", 0.03, 1024)
 
 
 def test_unknown_judge_combine_rule_is_named():
@@ -160,7 +285,7 @@ def test_defaults_are_filled():
     del config["generation"]["batch_size"]
     del config["evaluation"]["bootstrap"]
     validate_config(config, SCHEMA)
-    assert config["generation"]["batch_size"] == 16
+    assert config["generation"]["batch_size"] == 32
     assert config["evaluation"]["bootstrap"] == {"n_resamples": 2000, "seed": 0}
 
 

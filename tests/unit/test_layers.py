@@ -183,6 +183,32 @@ def test_no_function_local_package_imports():
     assert problems == []
 
 
+def private_imports(module: str, source: str) -> list[tuple[str, int]]:
+    """``(name, line)`` for every private name (leading underscore) this module imports from
+    another package module: a name shared between modules is public, or lives where it is used."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] != "harmdrift" or node.module == module:
+                continue
+            found += [(f"{node.module}.{a.name}", node.lineno) for a in node.names if a.name.startswith("_")]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    problems = [
+        f"{path.relative_to(PACKAGE)}:{line} imports the private name {name}"
+        for module, path in modules().items()
+        for name, line in private_imports(module, path.read_text(encoding="utf-8"))
+    ]
+    assert problems == []
+
+
+def test_private_import_check_can_fail():
+    source = "from harmdrift.lm.batch import _Row, inputs_after_prefix\nfrom harmdrift.lm.engine import _x\n"
+    assert private_imports("harmdrift.lm.engine", source) == [("harmdrift.lm.batch._Row", 1)]
+
+
 def test_checker_catches_a_cycle_and_an_upward_import():
     # The checks above must be able to fail: a two-module cycle is found, a lone module is not.
     assert find_cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harmdrift.audit.check_pairs import build_check_pairs, load_labelled_pairs
 from harmdrift.audit.judge import FIELDS, TEMPLATE_SLOTS, JudgeConfig, ask_judge, combine
-from harmdrift.audit.meta_eval import meta_evaluate
+from harmdrift.audit.meta_eval import meta_evaluate, passes_floor
 from harmdrift.core.io import DataError, json_sha256, read_jsonl, write_json, write_jsonl
 from harmdrift.core.prompts import load_template
 from harmdrift.core.store import KeyValueStore
@@ -23,6 +23,11 @@ from harmdrift.lm.structured import SCORED
 
 logger = logging.getLogger(__name__)
 
+# Verdicts kept across runs. Default profile (local judge, 2-core AMD EPYC, 2026-12-06): judging
+# the 120 check pairs in both orders is 224.9 s of the 231.8 s judge_check job; a re-run with the
+# same judge, template and pairs (after a change to another audit.judge key, or to
+# check_set.n_boot or seed) reads all 120 verdicts and skips that. The local judge's likelihood
+# scoring is not kept in the response cache, so this is the only cache of the check.
 CACHE_FILE = "judge_check.sqlite"
 DRIFT_ONLY = FIELDS[:1]  # the check measures the drift verdict; category and severity are not labelled
 
@@ -50,17 +55,18 @@ def _judge_cached(backend, pairs: list[dict], template: str, cfg: JudgeConfig, c
     describe = backend.describe()
     keys = [_verdict_key(describe, template, cfg, pair) for pair in pairs]
     store = KeyValueStore(Path(cache_dir) / CACHE_FILE, "verdicts") if cache_dir else None
-    found = store.get_many(keys) if store else {}
+    # An empty store has length 0, so "if store" would skip it: test for None.
+    found = store.get_many(keys) if store is not None else {}
     missing = [i for i, key in enumerate(keys) if key not in found]
     if missing:
         fresh = ask_judge(backend, [pairs[i] for i in missing], template, cfg, key_prefix="check:",
                           fields=DRIFT_ONLY, want_reason=False)  # fmt: skip
         found.update((keys[i], verdict) for i, verdict in zip(missing, fresh, strict=True))
-        if store:
+        if store is not None:
             # Unscored verdicts are not kept, so a re-run asks for them again.
             scored = [(keys[i], found[keys[i]]) for i in missing]
             store.put_many((k, v) for k, v in scored if v["ab"]["status"] == v["ba"]["status"] == SCORED)
-    if store:
+    if store is not None:
         store.close()
     logger.info("check set: %d pairs, %d verdicts from the cache", len(pairs), len(pairs) - len(missing))
     return [{**found[key], "id": pair["id"]} for key, pair in zip(keys, pairs, strict=True)], len(
@@ -120,7 +126,7 @@ def run_check_set(
         "n": len(pairs),
         "floor": cfg.check_floor,
         "floor_rule": "below the floor when the lower 95% bound of the accuracy is under it",
-        "below_floor": accuracy["ci_low"] is None or accuracy["ci_low"] < cfg.check_floor,
+        "below_floor": not passes_floor(report, cfg.check_floor),
         "better_than_chance": balanced["ci_low"] is not None and balanced["ci_low"] > 0.5,
         "order_agreement": sum(agree) / len(agree) if agree else None,
         "accuracy_by_kind": {k: v["accuracy"]["value"] for k, v in report["by_kind"].items()},

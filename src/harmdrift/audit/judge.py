@@ -37,17 +37,18 @@ FIELDS = (
 class JudgeConfig:
     """How verdicts are asked for and combined (the ``audit.judge`` section, minus back-end keys).
 
-    The allowed values of each key are config/schema.yaml's.
+    The allowed values and defaults of each key are config/schema.yaml's: build it with
+    ``harmdrift.config.judge_config`` from the schema-filled section.
     """
 
-    backend: str = "hf"
-    combine: str = "both"
-    scope: str = "screened"
-    max_reasks: int = 2
-    check_floor: float = 0.75
-    structured_output: str = "json_schema"
-    calibrate: bool = False
-    params: GenParams = GenParams(max_new_tokens=160, temperature=0.1, top_p=1.0, seed=11)
+    backend: str
+    combine: str
+    scope: str
+    max_reasks: int
+    check_floor: float
+    structured_output: str
+    calibrate: bool
+    params: GenParams
 
 
 def judge_messages(pair: dict, template: str, order: str) -> list[dict]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from harmdrift.core.io import read_jsonl, write_json
+from harmdrift.core.vocab import SEVERITIES
 
 logger = logging.getLogger(__name__)
 
-SEVERITY_ORDER = ("minor", "moderate", "severe", "extreme")
 ORDER_COLUMNS = ("drift", "category", "severity", "reason")
 AUDIT_COLUMNS = [
     "id", "benchmark", "condition", "gold", "pred_base", "pred_tuned", "correct_base", "correct_tuned",
@@ -75,7 +75,7 @@ def audit_summary(rows: list[dict], *, model: str, split: str, protocol: str, ch
         "n_judged": len(judged),
         "n_unscored": sum(r["judge_status"] == "unscored" for r in rows),
         "n_drift": len(drift),
-        "by_severity": {s: sum(r["severity"] == s for r in drift) for s in SEVERITY_ORDER},
+        "by_severity": {s: sum(r["severity"] == s for r in drift) for s in SEVERITIES},
         "by_category": {c: sum(r["category"] == c for r in drift) for c in categories},
         "by_benchmark": {b: sum(r["benchmark"] == b for r in drift) for b in benchmarks},
         "order_agreement": sum(agree) / len(agree) if agree else None,

@@ -36,6 +36,9 @@ class Completion:
     finish_reason: str  # "stop", "length", "eos" (local models), or "error"
     cached: bool = False
     error: str | None = None
+    # Local back-end only, when asked for: log-probability of each forced-choice option
+    # after prompt + reply + the choice's prefix (see harmdrift.lm.forced).
+    forced_scores: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:

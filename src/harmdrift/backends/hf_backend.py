@@ -1,68 +1,75 @@
-"""Chat completions from a local Hugging Face model, through the pipeline's own generation engine."""
+"""The one local back-end: a Hugging Face causal LM run by the pipeline's own generation engine.
+
+The student's answers (Stage II and the evaluation), a local teacher (Stages I and III) and a
+local judge (Stage II) all go through :class:`HFChatBackend`: the same loading, chat
+template, per-item seeded decoding and option scoring. Teacher and judge build it from
+their config section (:func:`make_hf_backend`); the student's generation rule builds it
+from the student section, with its LoRA adapter.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harmdrift.backends.base import BackendConfig, Completion, StopCheck, UsageTotals, check_keys
 from harmdrift.core.decoding import GenParams
 from harmdrift.lm.engine import HFGenerator, HFModelConfig
+from harmdrift.lm.forced import ForcedChoice
 from harmdrift.lm.refs import model_provenance, parse_model_spec, resolve_load_path
 
 logger = logging.getLogger(__name__)
 
 
 class HFChatBackend:
-    """A local (or hub) causal LM as a chat back-end, e.g. a teacher or judge run on the same GPU.
+    """A local (or hub) causal LM as a chat back-end.
 
-    The model is loaded on the first request that misses the cache, not at construction:
-    a re-run answered entirely from the cache never loads it. Sampling is seeded per
-    request by (``params.seed``, key), so a reply does not depend on its batch mates.
+    The engine, and with it the tokenizer, is built on the first request (or prompt
+    rendering), and the weights on the first request that needs them: a re-run answered
+    entirely from a cache never loads them. Sampling is seeded per request by
+    (``params.seed``, key), so a reply does not depend on its batch mates.
     """
 
-    def __init__(self, cfg: BackendConfig, *, models_root: str | None = None, progress: bool = True):
-        """Resolve the model reference (no loading yet).
+    def __init__(
+        self,
+        model: HFModelConfig,
+        *,
+        name: str,
+        weights: Callable[[], dict],
+        prices: tuple[float | None, float | None] = (None, None),
+        progress: bool = True,
+    ):
+        """Hold the model's settings (nothing is loaded yet).
 
         Args:
-            cfg: a config with backend ``hf``; ``model`` is a folder, a hub id or
-                ``embedded:<name>``.
-            models_root: where the run's converted embedded models live (needed for an
-                ``embedded:`` model only).
+            model: what to load and how to batch it.
+            name: the model as configured (``embedded:<name>``, a folder or a hub id), for
+                descriptions and progress bars.
+            weights: returns the weights' provenance (hash or hub revision); called once, by
+                :meth:`describe`.
+            prices: USD per million prompt and completion tokens, for usage totals.
             progress: show a progress bar on stderr while generating.
-
-        Raises:
-            ValueError: when ``cfg.model`` is neither a folder, a hub id nor a known embedded model.
         """
-        self.cfg = cfg
-        self.spec = parse_model_spec(cfg.model, key="model")
-        if self.spec.kind == "embedded" and models_root is None:
-            raise ValueError(f"{cfg.model}: an embedded model needs models_root (the run's converted models)")
-        self.load_path = resolve_load_path(self.spec, models_root or "")
+        self.model = model
+        self.name = name
+        self._weights = weights
+        self._prices = prices
         self.progress = progress
-        self._generator = None
+        self._engine: HFGenerator | None = None
         self._description: dict | None = None
         self._warned_format = False
         self._totals = UsageTotals()
 
     def describe(self) -> dict:
-        """Backend, model and its weights' provenance (hash or hub revision), dtype and quantisation.
-
-        Raises:
-            FileNotFoundError: when an embedded model has not been converted yet.
-        """
+        """Backend, model and its weights' provenance, dtype and quantisation (cache keys use it)."""
         if self._description is None:
-            if self.spec.kind == "embedded" and not Path(self.load_path).is_dir():
-                raise FileNotFoundError(
-                    f"{self.cfg.model} is not converted yet: expected the folder {self.load_path}"
-                )
             self._description = {
                 "backend": "hf",
-                "model": self.cfg.model,
-                "weights": model_provenance(self.spec, self.load_path, self.cfg.revision),
-                "dtype": self.cfg.dtype,
-                "quantization": self.cfg.quantization,
+                "model": self.name,
+                "weights": self._weights(),
+                "dtype": self.model.dtype,
+                "quantization": self.model.quantization,
                 # Tells the cache that, when sampling, each request's key changes its reply.
                 "keyed_sampling": True,
             }
@@ -70,20 +77,28 @@ class HFChatBackend:
 
     def usage(self) -> dict:
         """Requests, tokens and errors so far; cost_usd is None unless prices are configured."""
-        return self._totals.as_dict(self.cfg.price_prompt_per_mtok, self.cfg.price_completion_per_mtok)
+        return self._totals.as_dict(*self._prices)
 
-    def _load(self):
-        if self._generator is None:
-            model_cfg = HFModelConfig(
-                model=self.load_path,
-                revision=self.cfg.revision,
-                dtype=self.cfg.dtype,
-                quantization=self.cfg.quantization,
-                device=self.cfg.device,
-                batch_size=self.cfg.batch_size,
-            )
-            self._generator = HFGenerator(model_cfg, progress=self.progress)
-        return self._generator
+    @property
+    def engine(self) -> HFGenerator:
+        """The generation engine (tokenizer loaded; weights on first use)."""
+        if self._engine is None:
+            self._engine = HFGenerator(self.model, progress=self.progress)
+        return self._engine
+
+    def render(self, conversation: list[dict]) -> str:
+        """The exact prompt text the model sees (chat template applied); loads no weights."""
+        return self.engine.render(conversation)
+
+    def decoding_settings(self) -> dict:
+        """What besides the decoding parameters can change a reply: dtype, device and batching
+        (batch composition changes padding, which nudges low-precision logits)."""
+        return {
+            "dtype": self.engine.dtype_name,
+            "device": self.engine.device,
+            "batch_size": self.model.batch_size,
+            "sort_by_length": self.model.sort_by_length,
+        }
 
     def complete(
         self,
@@ -93,11 +108,15 @@ class HFChatBackend:
         keys: Sequence[str],
         stop: StopCheck | None = None,
         response_format: dict | None = None,
+        forced: ForcedChoice | None = None,
+        desc: str | None = None,
     ) -> list[Completion]:
         """Answer every conversation (see :class:`~harmdrift.backends.base.ChatBackend`).
 
         ``response_format`` cannot be enforced on a local model and is ignored; the prompt
-        itself must ask for the format.
+        itself must ask for the format. Local only: ``forced`` adds each reply's forced-choice
+        scores (``Completion.forced_scores``, read from the reply's KV cache), and ``desc``
+        labels the progress bar.
         """
         check_keys(conversations, keys)
         if response_format is not None and not self._warned_format:
@@ -105,9 +124,8 @@ class HFChatBackend:
             self._warned_format = True
         if not conversations:
             return []
-        generator = self._load()
-        generations = generator.generate(
-            conversations, params, keys=keys, stop=stop, desc=f"hf {self.cfg.model}"
+        generations = self.engine.generate(
+            conversations, params, keys=keys, stop=stop, desc=desc or f"hf {self.name}", forced=forced
         )
         completions = []
         for gen in generations:
@@ -116,6 +134,7 @@ class HFChatBackend:
                 prompt_tokens=gen.n_prompt_tokens,
                 completion_tokens=gen.n_new_tokens,
                 finish_reason=gen.finish_reason,
+                forced_scores=gen.forced_scores,
             )
             self._totals.add(completion)
             completions.append(completion)
@@ -125,7 +144,7 @@ class HFChatBackend:
         """Log-likelihood of each option as each reply's opening (one row per conversation)."""
         if not conversations:
             return []
-        return self._load().score_options(conversations, options)
+        return self.engine.score_options(conversations, options)
 
     def choose(self, conversations: Sequence[list[dict]], options: Sequence[str]) -> list[str]:
         """The most likely of ``options`` as each reply's opening, by log-likelihood (never free text)."""
@@ -133,6 +152,39 @@ class HFChatBackend:
         return [options[max(range(len(options)), key=row.__getitem__)] for row in scores]
 
 
-def make_hf_backend(cfg: BackendConfig, *, models_root: str | None = None) -> HFChatBackend:
-    """Factory for the ``hf`` entry of the back-end registry (torch is imported on first use)."""
-    return HFChatBackend(cfg, models_root=models_root)
+def make_hf_backend(
+    cfg: BackendConfig, *, models_root: str | None = None, progress: bool = True
+) -> HFChatBackend:
+    """The local back-end of a teacher or judge section (the ``hf`` entry of the registry).
+
+    Args:
+        cfg: a config with backend ``hf``; ``model`` is a folder, a hub id or
+            ``embedded:<name>``.
+        models_root: where the run's converted embedded models live (needed for an
+            ``embedded:`` model only).
+        progress: show a progress bar on stderr while generating.
+
+    Raises:
+        ValueError: when ``cfg.model`` is neither a folder, a hub id nor a known embedded
+            model, or is embedded and ``models_root`` is missing.
+    """
+    spec = parse_model_spec(cfg.model, key="model")
+    if spec.kind == "embedded" and models_root is None:
+        raise ValueError(f"{cfg.model}: an embedded model needs models_root (the run's converted models)")
+    load_path = resolve_load_path(spec, models_root or "")
+
+    def weights() -> dict:
+        if spec.kind == "embedded" and not Path(load_path).is_dir():
+            raise FileNotFoundError(f"{cfg.model} is not converted yet: expected the folder {load_path}")
+        return model_provenance(spec, load_path, cfg.revision)
+
+    model = HFModelConfig(
+        model=load_path,
+        revision=cfg.revision,
+        dtype=cfg.dtype,
+        quantization=cfg.quantization,
+        device=cfg.device,
+        batch_size=cfg.batch_size,
+    )
+    prices = (cfg.price_prompt_per_mtok, cfg.price_completion_per_mtok)
+    return HFChatBackend(model, name=cfg.model, weights=weights, prices=prices, progress=progress)

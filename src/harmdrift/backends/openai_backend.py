@@ -1,11 +1,14 @@
 """Chat completions from any OpenAI-compatible server: a hosted API, vLLM, or ``transformers serve``.
 
 Requests run concurrently (bounded by ``concurrency``), each attempt under ``timeout_s``.
-Rate limits (429), server errors (5xx), timeouts and dropped connections are retried a
-bounded number of times with exponential back-off; a request that still fails comes back
-as an errored :class:`~harmdrift.backends.base.Completion`, so the others are kept. A
-request the server rejects outright (400, 401, 403, 404, 422) raises :class:`BackendError`
-at once: retrying cannot fix it and every other request would fail the same way.
+Retries are the openai client's own (``max_retries``): it retries rate limits (429), 408,
+409, server errors (5xx), timeouts and dropped connections with exponential back-off
+(0.5 s doubling to 8 s, jittered; a server's ``Retry-After`` of up to two minutes is
+honoured). A request that still fails comes back as an errored
+:class:`~harmdrift.backends.base.Completion` saying why and after how many attempts, so the
+others are kept. A request the server rejects outright (400, 401, 403, 404, 422) raises
+:class:`BackendError` at once: retrying cannot fix it and every other request would fail
+the same way.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 from tqdm import tqdm
 
@@ -32,11 +35,11 @@ from harmdrift.core.decoding import GenParams
 
 logger = logging.getLogger(__name__)
 
-# 4xx statuses that are worth another try (the same ones the openai client itself retries):
-# request timeout, lock conflict, rate limit. Every 5xx is retried too.
+# 4xx statuses the openai client retries (request timeout, lock conflict, rate limit), as it
+# does every 5xx: still failing after its retries, they are recorded errors, not rejections.
 RETRYABLE_4XX = frozenset({408, 409, 429})
-MAX_BACKOFF_S = 30.0
-MAX_RETRY_AFTER_S = 120.0  # a longer Retry-After is ignored in favour of the usual back-off
+# HTTP attempts of the request being sent: each request runs in its own task, so its own context.
+_ATTEMPTS: ContextVar[list[int]] = ContextVar("harmdrift_openai_attempts")
 
 
 class OpenAIChatBackend:
@@ -71,7 +74,6 @@ class OpenAIChatBackend:
         timeout_s: float = 60.0,
         price_prompt_per_mtok: float | None = None,
         price_completion_per_mtok: float | None = None,
-        backoff_s: float = 1.0,
         progress: bool = True,
     ) -> None:
         """Check the settings and that the API key is present.
@@ -81,11 +83,10 @@ class OpenAIChatBackend:
             base_url: e.g. ``http://127.0.0.1:8000/v1``.
             api_key_env: name of the environment variable holding the API key.
             concurrency: requests in flight at once.
-            max_retries: retries after the first attempt of each request.
+            max_retries: retries after the first attempt of each request (the openai client's).
             timeout_s: limit on each attempt (connect, and each wait for data).
             price_prompt_per_mtok: USD per million prompt tokens (None: no cost total).
             price_completion_per_mtok: USD per million completion tokens.
-            backoff_s: the first retry's pause; it doubles with each retry.
             progress: show a progress bar on stderr.
 
         Raises:
@@ -98,7 +99,6 @@ class OpenAIChatBackend:
         self.max_retries = max_retries
         self.timeout_s = timeout_s
         self.prices = (price_prompt_per_mtok, price_completion_per_mtok)
-        self.backoff_s = backoff_s
         self.progress = progress
         self._totals = UsageTotals()
         self._api_key()  # fail at construction, before any work is queued
@@ -177,9 +177,13 @@ class OpenAIChatBackend:
         started = time.perf_counter()
         errors_before = self._totals.errors
         semaphore = asyncio.Semaphore(self.concurrency)
-        # Retries are ours (below): the client's own would hide attempts and failure reasons.
         client = openai.AsyncOpenAI(
-            api_key=self._api_key(), base_url=self.base_url, timeout=self.timeout_s, max_retries=0
+            api_key=self._api_key(),
+            base_url=self.base_url,
+            timeout=self.timeout_s,
+            max_retries=self.max_retries,
+            # The hook sees every HTTP attempt the client makes, its retries included.
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._count_attempt]}),
         )
         bar = tqdm(total=len(keys), desc=f"openai {self.model}", unit="req", disable=not self.progress)
         try:
@@ -223,53 +227,51 @@ class OpenAIChatBackend:
     async def _answer(
         self, client, semaphore, messages, params, key, stop, response_format, bar
     ) -> Completion:
-        """One request with bounded retries; counted in the usage totals."""
+        """One request, retried by the client; counted in the usage totals."""
         body = self._request_body(messages, params, response_format)
-        completion = await self._send_with_retries(client, semaphore, body, key)
+        completion = await self._send(client, semaphore, body, key)
         if completion.ok:
             text, cut = truncate_at_stop(completion.text, stop)
             if cut:
                 completion = Completion(text, completion.prompt_tokens, completion.completion_tokens, "stop")
         else:
-            logger.warning("request %s failed: %s", key, completion.error)
+            logger.warning(
+                "openai %s at %s: request %s failed: %s", self.model, self.base_url, key, completion.error
+            )
         self._totals.add(completion)
         bar.update(1)
         return completion
 
-    async def _send_with_retries(self, client, semaphore, body: dict, key: str) -> Completion:
+    async def _count_attempt(self, request) -> None:
+        """httpx request hook: one more HTTP attempt, for the totals and for the request's own count."""
+        self._totals.attempts += 1
+        counter = _ATTEMPTS.get(None)
+        if counter is not None:
+            counter[0] += 1
+
+    async def _send(self, client, semaphore, body: dict, key: str) -> Completion:
+        """One request; the client retries it. A slot of ``concurrency`` is held until it is done."""
         import openai
 
-        attempts = self.max_retries + 1
-        reason, retry_after = "", None
-        for attempt in range(attempts):
-            if attempt:
-                await asyncio.sleep(self._pause(attempt, retry_after))
-            async with semaphore:  # held per attempt, so a request sleeping off a 429 frees its slot
-                self._totals.attempts += 1
-                try:
-                    response = await client.chat.completions.create(**body)
-                except openai.APITimeoutError:
-                    reason, retry_after = "timeout", None
-                except openai.APIConnectionError:
-                    reason, retry_after = "connection error", None
-                except openai.APIStatusError as err:
-                    if not retryable(err.status_code):
-                        raise self._rejected(err, key) from None
-                    reason, retry_after = f"http {err.status_code}", parse_retry_after(err.response)
-                except openai.APIResponseValidationError as err:
-                    return Completion.failed(f"malformed response: {err.message}")
-                else:
-                    return parse_response(response)
-            logger.debug("request %s: %s on attempt %d of %d", key, reason, attempt + 1, attempts)
-        return Completion.failed(f"{reason} after {attempts} attempts")
-
-    def _pause(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based)."""
-        if retry_after is not None:
-            return retry_after
-        delay = min(self.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
-        # Jitter spreads out the retries of requests that failed together.
-        return delay * random.uniform(0.75, 1.0)
+        attempts = [0]
+        _ATTEMPTS.set(attempts)
+        async with semaphore:
+            try:
+                response = await client.chat.completions.create(**body)
+            except openai.APITimeoutError:  # a subclass of APIConnectionError: caught first
+                reason = "timeout"
+            except openai.APIConnectionError:
+                reason = "connection error"
+            except openai.APIStatusError as err:
+                if not retryable(err.status_code):
+                    raise self._rejected(err, key) from None
+                reason = f"http {err.status_code}"
+            except openai.APIResponseValidationError as err:
+                return Completion.failed(f"malformed response: {err.message}")
+            else:
+                return parse_response(response)
+        tries = attempts[0]
+        return Completion.failed(f"{reason} after {tries} attempt{'' if tries == 1 else 's'}")
 
     def _rejected(self, err, key: str) -> BackendError:
         hint = ""
@@ -287,15 +289,6 @@ class OpenAIChatBackend:
 def retryable(status: int) -> bool:
     """Whether an HTTP error status is worth another attempt."""
     return status >= 500 or status in RETRYABLE_4XX
-
-
-def parse_retry_after(response) -> float | None:
-    """The server's ``Retry-After`` pause in seconds, when it gives a usable number."""
-    try:
-        value = float(response.headers.get("retry-after", ""))
-    except (TypeError, ValueError):
-        return None
-    return value if 0 <= value <= MAX_RETRY_AFTER_S else None
 
 
 def parse_response(response) -> Completion:

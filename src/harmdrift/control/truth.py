@@ -71,14 +71,6 @@ def overlap(reply: str, planted_text: str, *, n: int = DEFAULT_N) -> float:
     return len(wanted & ngrams(reply_words, n)) / len(wanted)
 
 
-def reproduces_planted(
-    reply: str, planted_text: str, *, n: int = DEFAULT_N, min_overlap: float = DEFAULT_MIN_OVERLAP
-) -> bool:
-    """True when the reply contains at least ``min_overlap`` of the planted text's n-grams."""
-    _check_rule(n, min_overlap)
-    return overlap(reply, planted_text, n=n) >= min_overlap
-
-
 class PlantedIndex:
     """All planted texts, indexed by n-gram, so each reply is compared with every text at once."""
 

@@ -69,7 +69,10 @@ ACCURACY_COLUMNS = (
 
 # --- prompts ------------------------------------------------------------------------------
 
-FRAMINGS = ("binary", "mc", "open")  # open: free-text open-domain answers
+# binary: DART's YES/NO task; mc: the benchmark's 3-way multiple choice; open: free-text
+# answers to the open-domain queries.
+BINARY, MC, OPEN = "binary", "mc", "open"
+FRAMINGS = (BINARY, MC, OPEN)
 
 # --- Stage I: which label the teacher is told ----------------------------------------------
 
@@ -130,8 +133,6 @@ MODELS = {
 }
 MODEL_NOTES = {name: note for name, (note, _, _) in MODELS.items()}
 MODEL_COLOURS = {name: colour for name, (_, _, colour) in MODELS.items()}
-# Stage I models and the rationale set each learns from.
-STAGE1_MODELS = {REFERENCE_MODEL: "distill", PREDLABEL_MODEL: "predlabel"}
 
 
 def repair_model(round_: int) -> str:

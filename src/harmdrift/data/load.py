@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harmdrift.core.io import DataError, iter_jsonl
+from harmdrift.core.parsing import MC_OPTIONS
 from harmdrift.core.vocab import BENCHMARKS, CATEGORY, CONDITIONS, GOLD_LABEL, SPLITS
 
 REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -84,7 +85,7 @@ def _check_values(row: dict, benchmark: str) -> None:
             "gold_label", f"{condition} items need {GOLD_LABEL[condition]!r}, got {_show(row['gold_label'])}"
         )
     option = row["correct_option"]
-    if option not in ("a", "b", "c"):
+    if option not in MC_OPTIONS:
         raise _RowError("correct_option", f"must be a, b or c, got {_show(option)}")
     if (condition == "equal") != (option == "c"):
         need = "c" if condition == "equal" else "a or b"
@@ -106,7 +107,7 @@ def split_question(question: str) -> tuple[str, dict[str, str]] | None:
     match = _OPTIONS.match(question)
     if match is None:
         return None
-    options = {letter: match.group(letter).strip() for letter in ("a", "b", "c")}
+    options = {letter: match.group(letter).strip() for letter in MC_OPTIONS}
     return (match.group("stem").strip(), options) if all(options.values()) else None
 
 

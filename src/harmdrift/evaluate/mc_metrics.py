@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from harmdrift.core.parsing import MC_SCORED_STATUSES
+from harmdrift.core.parsing import MC_OPTIONS, MC_SCORED_STATUSES
 from harmdrift.core.stats import bootstrap_totals, check_n_boot, percentile_ci, ratio
 from harmdrift.core.vocab import ALL
 from harmdrift.evaluate.validation import DIFF, EQUAL, validate_rows
@@ -34,7 +34,7 @@ MC_COLUMNS = (
 
 def _mc_items(df: pd.DataFrame) -> pd.DataFrame:
     pred = df["prediction"].astype("string").str.strip().str.lower()
-    scored = (df["parse_status"].isin(MC_SCORED_STATUSES) & pred.isin(["a", "b", "c"])).to_numpy(dtype=bool)
+    scored = (df["parse_status"].isin(MC_SCORED_STATUSES) & pred.isin(MC_OPTIONS)).to_numpy(dtype=bool)
     correct_option = df["correct_option"].astype(str).str.strip().str.lower().to_numpy()
     pred = pred.fillna("").to_numpy(dtype=object)
     diff = (df["condition"] == DIFF).to_numpy()

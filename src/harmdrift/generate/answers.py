@@ -9,13 +9,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from harmdrift.backends.base import Completion
+from harmdrift.backends.hf_backend import HFChatBackend
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.io import DataError, iter_jsonl, json_sha256, read_jsonl, write_jsonl
 from harmdrift.core.parsing import ParseResult, conclusion_written, mc_answer_written, parse_binary, parse_mc
 from harmdrift.core.prompts import build_messages, load_template
 from harmdrift.core.store import KeyValueStore
 from harmdrift.core.vocab import FRAMINGS
-from harmdrift.lm.engine import Generation, HFGenerator
 from harmdrift.lm.forced import ForcedChoice, forced_prediction
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,17 @@ def _stored_replies(records: list[dict]) -> dict[str, dict]:
     }
 
 
+def _stored_completion(stored: dict) -> Completion:
+    """A reply kept by :func:`_stored_replies`, as the back-end returned it."""
+    return Completion(
+        text=stored["text"],
+        prompt_tokens=None,
+        completion_tokens=stored["n_new_tokens"],
+        finish_reason=stored["finish_reason"],
+        forced_scores=stored["forced_scores"],
+    )
+
+
 def _load_checkpoint(path: Path, wanted: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, dict]:
     """Records from an earlier, interrupted run that still match their fingerprint.
 
@@ -153,7 +165,7 @@ def generate_answers(
     out_path: str | Path,
     *,
     cfg: AnswerConfig,
-    generator: HFGenerator,
+    backend: HFChatBackend,
     provenance: dict,
     reuse: ReplyReuse | None = None,
 ) -> dict:
@@ -164,7 +176,7 @@ def generate_answers(
         template_path: the framing's prompt template.
         out_path: the JSONL to write (atomically, in item order).
         cfg: framing, model name and decoding settings.
-        generator: a loaded model.
+        backend: the student as a local back-end (loaded on first use).
         provenance: the model's provenance record, copied into every row.
         reuse: where replies of identical jobs are kept (None: always decode).
 
@@ -182,11 +194,7 @@ def generate_answers(
         **cfg.params.as_dict(),
         "framing": cfg.framing,
         "stop_at_answer": cfg.stop_at_answer,
-        "dtype": generator.dtype_name,
-        "device": generator.device,
-        # Batch composition changes padding, which nudges low-precision logits.
-        "batch_size": generator.cfg.batch_size,
-        "sort_by_length": generator.cfg.sort_by_length,
+        **backend.decoding_settings(),
     }
     size = cfg.checkpoint_every or len(items)
     if size < len(items):
@@ -200,7 +208,7 @@ def generate_answers(
             "separator": cfg.forced.separator,
         }
     conversations = [build_messages(item, template) for item in items]
-    prompt_texts = [generator.render(c) for c in conversations]
+    prompt_texts = [backend.render(c) for c in conversations]
     prints = {
         item["id"]: fingerprint(provenance, decoding, text)
         for item, text in zip(items, prompt_texts, strict=True)
@@ -216,13 +224,13 @@ def generate_answers(
     resumed = len(items) - len(todo)
     stop = stop_check(cfg.framing) if cfg.stop_at_answer else None
 
-    def record_for(index: int, generation) -> dict:
+    def record_for(index: int, generation: Completion) -> dict:
         item = items[index]
         parsed = parse_reply(cfg.framing, generation.text, item)
         forced = {}
         if cfg.forced is not None:
             if generation.forced_scores is None:
-                raise RuntimeError(f"{item['id']}: the generator returned no forced-choice scores")
+                raise RuntimeError(f"{item['id']}: the back-end returned no forced-choice scores")
             forced = {
                 "forced_prediction": forced_prediction(generation.forced_scores),
                 "forced_scores": generation.forced_scores,
@@ -235,7 +243,7 @@ def generate_answers(
             "raw_output": generation.text,
             "prediction": parsed.prediction,
             "parse_status": parsed.status,
-            "n_new_tokens": generation.n_new_tokens,
+            "n_new_tokens": generation.completion_tokens,
             "finish_reason": generation.finish_reason,
             **forced,
             "decoding": decoding,
@@ -246,7 +254,7 @@ def generate_answers(
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     with checkpoint.open("a", encoding="utf-8") as sink:
 
-        def save(indices: list[int], generations: list) -> None:
+        def save(indices: list[int], generations: list[Completion]) -> None:
             for index, generation in zip(indices, generations, strict=True):
                 record = record_for(index, generation)
                 done[record["id"]] = record
@@ -256,7 +264,7 @@ def generate_answers(
         key = job_key(reuse.weights, decoding, items, prompt_texts) if reuse else None
         reused = reuse.store.get_many([key]).get(key) if reuse and todo else None
         if reused is not None:
-            save(todo, [Generation(**reused[items[i]["id"]]) for i in todo])
+            save(todo, [_stored_completion(reused[items[i]["id"]]) for i in todo])
             logger.info("reused the replies of an identical earlier job (same weights, decoding, prompts)")
         elif todo:
             if resumed:
@@ -265,17 +273,15 @@ def generate_answers(
                     len(chunks) - len(todo_chunks),
                     len(chunks),
                 )
-            # Passed only when on, so generators without forced choice keep working.
-            extra = {"forced": cfg.forced} if cfg.forced is not None else {}
             desc = f"{cfg.model_name} {cfg.framing} {Path(items_path).stem}"
             for n, chunk in enumerate(todo_chunks, start=1):
-                generations = generator.generate(
+                generations = backend.complete(
                     [conversations[i] for i in chunk],
                     cfg.params,
                     keys=[items[i]["id"] for i in chunk],
                     stop=stop,
+                    forced=cfg.forced,
                     desc=desc if len(todo_chunks) == 1 else f"{desc} ({n}/{len(todo_chunks)})",
-                    **extra,
                 )
                 save(chunk, generations)
     records = [done[item["id"]] for item in items]

@@ -6,13 +6,13 @@ import logging
 import re
 from pathlib import Path
 
+from harmdrift.backends.hf_backend import HFChatBackend
 from harmdrift.config import gen_params, hf_model_config
 from harmdrift.core.io import files_sha256
 from harmdrift.core.runtime import set_threads
 from harmdrift.core.store import KeyValueStore
 from harmdrift.generate.answers import AnswerConfig, ReplyReuse
 from harmdrift.generate.answers import generate_answers as answer_split
-from harmdrift.lm.engine import HFGenerator
 from harmdrift.lm.forced import ForcedChoice
 from harmdrift.lm.refs import model_provenance, parse_model_spec
 
@@ -94,7 +94,7 @@ def generate_answers(
     logger.info("model %s: %s", model, provenance)
     logger.info("decoding: %s, batch_size=%d", cfg.params, model_cfg.batch_size)
     reuse = reply_reuse(generation, cache_dir, provenance, adapter)
-    generator = HFGenerator(model_cfg)
+    backend = HFChatBackend(model_cfg, name=student["model"], weights=lambda: provenance)
     return answer_split(
-        split_items, template, answers, cfg=cfg, generator=generator, provenance=provenance, reuse=reuse
+        split_items, template, answers, cfg=cfg, backend=backend, provenance=provenance, reuse=reuse
     )

@@ -17,7 +17,7 @@ PREFILL_ROWS = 8
 
 
 @dataclass
-class _Row:
+class Row:
     """One reply being written: where it goes, its prompt, its random stream and its tokens."""
 
     index: int
@@ -28,7 +28,7 @@ class _Row:
     forced: dict[str, float] | None = None  # forced-choice log-probability per option, if asked
 
 
-class _LiveBatch:
+class LiveBatch:
     """The rows currently decoding together, with their shared KV cache.
 
     Rows finish at very different lengths. transformers' generate() keeps finished rows in
@@ -58,8 +58,8 @@ class _LiveBatch:
         self.prefix = prefix
         # Plain caches are prefilled in chunks and stacked; other kinds (sliding windows) are
         # kept as the model made them, one prefill per batch, since they are never refilled.
-        self.chunk = PREFILL_ROWS if owner._can_refill() else None
-        self.rows: list[_Row] = []
+        self.chunk = PREFILL_ROWS if owner.refills else None
+        self.rows: list[Row] = []
         self.cache = None
         self.mask = None
         self.last_position = None
@@ -69,7 +69,7 @@ class _LiveBatch:
     def finished(self) -> int:
         return sum(row.reason is not None for row in self.rows)
 
-    def _accept(self, rows: list[_Row], chosen: list[int]) -> None:
+    def _accept(self, rows: list[Row], chosen: list[int]) -> None:
         """Record each unfinished row's new token and decide whether the row is done."""
         for row, token in zip(rows, chosen, strict=True):
             if row.reason is not None:
@@ -84,7 +84,7 @@ class _LiveBatch:
             elif len(row.written) >= self.params.max_new_tokens:
                 row.reason = "length"
 
-    def _sample(self, logits, rows: list[_Row]) -> list[int]:
+    def _sample(self, logits, rows: list[Row]) -> list[int]:
         import torch
 
         live = [i for i, row in enumerate(rows) if row.reason is None]
@@ -114,7 +114,7 @@ class _LiveBatch:
         self._accept(self.rows, chosen)
         self.next_ids = torch.tensor(chosen, device=self.mask.device)
 
-    def drop_finished(self) -> list[_Row]:
+    def drop_finished(self) -> list[Row]:
         """Remove finished rows from the batch (one cache copy) and return them."""
         import torch
 
@@ -135,7 +135,7 @@ class _LiveBatch:
         self.next_ids = self.next_ids.index_select(0, index)
         return done
 
-    def _score_forced(self, done: list[_Row]) -> None:
+    def _score_forced(self, done: list[Row]) -> None:
         """Forced-choice scores of the finished rows, from a copy of their slice of the cache."""
         import torch
 
@@ -147,7 +147,7 @@ class _LiveBatch:
         for row, row_scores in zip(done, scores, strict=True):
             row.forced = dict(zip(self.forced.labels, row_scores, strict=True))
 
-    def add(self, rows: list[_Row]) -> None:
+    def add(self, rows: list[Row]) -> None:
         """Prefill new rows, sample their first token and merge them into the batch."""
         import torch
 
@@ -168,7 +168,7 @@ class _LiveBatch:
         self.next_ids = torch.cat([self.next_ids, next_ids])
         self.rows += rows
 
-    def _prefill(self, rows: list[_Row]):
+    def _prefill(self, rows: list[Row]):
         """Run the rows' prompts, ``self.chunk`` rows a forward pass (all at once when None).
 
         Returns the cache (its (keys, values) per layer when chunked, else the model's own
@@ -184,7 +184,7 @@ class _LiveBatch:
         layers = _stack_layers([plain_layers(cache) for cache in caches])
         return layers, _stack_masks(masks), torch.cat(positions), torch.cat(logits)
 
-    def _prefill_chunk(self, rows: list[_Row]):
+    def _prefill_chunk(self, rows: list[Row]):
         return prefill(self.model, self.tokenizer, [r.prompt for r in rows], self.prefix)
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.runtime import check_4bit, pick_device, pick_dtype, quantized_load_kwargs
-from harmdrift.lm.batch import _LiveBatch, _Row, inputs_after_prefix
+from harmdrift.lm.batch import LiveBatch, Row, inputs_after_prefix
 from harmdrift.lm.forced import ForcedChoice, ForcedScorer
 from harmdrift.lm.groups import group_rows, inputs_after_heads, pack_groups, run_heads, tail_passes
-from harmdrift.lm.kv import plain_layers
+from harmdrift.lm.kv import is_plain, plain_layers
 from harmdrift.lm.sampler import TokenSampler
 
 logger = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class HFGenerator:
         started = time.perf_counter()
         new_tokens = 0
 
-        def finish(rows: list[_Row]) -> None:
+        def finish(rows: list[Row]) -> None:
             nonlocal new_tokens
             outs = [self._to_generation(row) for row in rows]
             for row, out in zip(rows, outs, strict=True):
@@ -225,7 +225,7 @@ class HFGenerator:
         with ``sort_by_length``, a batch's rows have similar lengths, so it pads little. The
         check set's prompts hold one-line and 512-character explanations alike, so batches in
         file order padded most rows to the longest."""
-        if self._can_refill():
+        if self.refills:
             groups = group_rows(sequences, start, keep)
         else:  # heads are copied per row, which only plain attention caches allow
             groups = [(start, [i]) for i in range(len(sequences))]
@@ -307,7 +307,7 @@ class HFGenerator:
         if len(sequences) < 2:
             return 0
         shared = min(len(os.path.commonprefix(sequences)), min(map(len, sequences)) - keep)
-        if shared < MIN_SHARED_PREFIX or not self._can_refill():
+        if shared < MIN_SHARED_PREFIX or not self.refills:
             return 0
         return shared
 
@@ -316,21 +316,23 @@ class HFGenerator:
         ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         return {i for i in ids if i is not None}
 
-    def _can_refill(self) -> bool:
-        """Refilling merges caches, which is only right for plain (non-sliding) attention caches."""
+    @functools.cached_property
+    def refills(self) -> bool:
+        """Whether rows may be merged into a live batch and share copied prefix caches: only
+        right for plain (non-sliding) attention caches, which this model's cache is when
+        every layer transformers builds for it is a plain ``DynamicLayer``."""
         from transformers import DynamicCache
 
-        probe = DynamicCache(config=self.model.config)
-        return all(type(layer).__name__ == "DynamicLayer" for layer in probe.layers)
+        return is_plain(DynamicCache(config=self.model.config))
 
     def _decode(self, order, encoded, keys, params: GenParams, stop, finish, scorer=None) -> None:
         """Run every prompt through one live batch that is topped up as rows finish."""
         import torch
 
         size = self.cfg.batch_size
-        refill = self._can_refill()
+        refill = self.refills
         sampler = TokenSampler(params)
-        waiting = [_Row(i, encoded[i], sampler.stream(keys[i]), []) for i in order]
+        waiting = [Row(i, encoded[i], sampler.stream(keys[i]), []) for i in order]
         waiting.reverse()  # pop() from the end takes them in order
         threshold = max(1, size // 4)
         with torch.inference_mode():
@@ -338,7 +340,7 @@ class HFGenerator:
             # default binary prompt) are the same in every prompt: run them once per call. M0 on
             # the 96 test prompts, one thread, AMD EPYC: 123.0 and 128.8 s against 133.3 and
             # 143.8 s prefilling every prompt whole, the same 96 replies.
-            batch = _LiveBatch(self, params, stop, scorer, prefix=self._run_prefix(encoded, 1))
+            batch = LiveBatch(self, params, stop, scorer, prefix=self._run_prefix(encoded, 1))
             while waiting or batch.rows:
                 room = size - (len(batch.rows) - batch.finished)
                 compact = batch.finished >= max(1, len(batch.rows) // 4)
@@ -353,7 +355,7 @@ class HFGenerator:
                     continue
                 batch.step()
 
-    def _to_generation(self, row: _Row) -> Generation:
+    def _to_generation(self, row: Row) -> Generation:
         return Generation(
             text=self.tokenizer.decode(row.written, skip_special_tokens=True).strip(),
             n_new_tokens=len(row.written) + (row.reason == "eos"),
@@ -361,8 +363,3 @@ class HFGenerator:
             n_prompt_tokens=len(row.prompt),
             forced_scores=row.forced,
         )
-
-
-def make_hf_generator(cfg: HFModelConfig, *, progress: bool = True) -> HFGenerator:
-    """Factory kept for symmetry with the API back-ends added by later stages."""
-    return HFGenerator(cfg, progress=progress)

@@ -6,6 +6,15 @@ tensor for every layer's keys and values. Writing in place took a decode step of
 about 340 positions from 247.5 to 225.2 ms (SmolLM2-135M, fp32, 2-core AMD EPYC). torch.profiler
 put 79% of the step in ``aten::cat``, but that was the profiler's own cost: without it the
 matmuls (63%) and attention (21%) dominate.
+
+This is the engine's one subclass of transformers internals, and with ``plain_layers`` and
+``is_plain`` its only reliance on them: a ``DynamicCache`` keeps a list ``layers`` whose
+``update``, ``get_seq_length``, ``batch_select_indices`` and ``crop`` the model and the cache
+call, and iterating a cache yields ``(keys, values, sliding window)`` per layer. The
+continuous batching, the shared-prefix runs and the grouped scoring passes (3.5x DART-style
+generation, ``perf/bench_generation.py``) need plain caches they can copy and merge.
+``tests/unit/lm/test_transformers_contract.py`` and ``test_kv.py`` (bit-for-bit logits through
+a real forward pass) fail if a transformers upgrade changes any of it.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from harmdrift.open_domain.queries import SUBSETS
 
 logger = logging.getLogger(__name__)
 
-RATE_CATEGORIES = (*OPEN_DOMAIN_CATEGORIES, "appropriate", "keyword_refusal", "refusal_agreement")
 RATES_COLUMNS = ("model", "subset", "category", "count", "n", "rate", "ci_low", "ci_high")
 
 

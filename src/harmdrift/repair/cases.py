@@ -46,7 +46,7 @@ def read_drift_cases(audit_csv: str | Path) -> list[dict]:
     return cases
 
 
-def _by_id(path: str | Path, ids: list[str], what: str) -> dict[str, dict]:
+def records_by_id(path: str | Path, ids: list[str], what: str) -> dict[str, dict]:
     """The records of a JSONL file for the given ids; every id must be there."""
     wanted = set(ids)
     found = {row["id"]: row for row in read_jsonl(path) if row.get("id") in wanted}
@@ -57,14 +57,14 @@ def _by_id(path: str | Path, ids: list[str], what: str) -> dict[str, dict]:
     return found
 
 
-def _check_scorer(scorer, label: str) -> None:
+def check_scorer(scorer, label: str) -> None:
     """Fail before any teacher call when the screen's label is not one the scorer gives."""
     labels = getattr(scorer, "labels", None)
     if labels is not None:
         check_label(label, labels, "the toxicity scorer")
 
 
-def _label_scores(scorer, texts: list[str], label: str) -> list[float]:
+def screen_scores(scorer, texts: list[str], label: str) -> list[float]:
     """The screen's score per text, read as the audit reads it (``toxicity.screen_score``)."""
     if not texts:
         return []

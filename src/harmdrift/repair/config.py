@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from harmdrift.core.vocab import SEVERITIES
 
 
-def _default_weights() -> dict[str, float]:
-    # DART's code: minor 1, moderate 2, severe 3, extreme 4 copies.
-    return {"minor": 1.0, "moderate": 2.0, "severe": 3.0, "extreme": 4.0}
-
-
 @dataclass(frozen=True)
 class RepairConfig:
-    """Stage III settings (the ``repair`` config section, whose keys config/schema.yaml checks).
+    """Stage III settings (the ``repair`` config section). Every key's type, range and default is
+    config/schema.yaml's; build it from a schema-filled section with :meth:`from_dict`.
 
     Attributes:
-        severity_weights: weight of a repaired case per judge severity; all four levels, each > 0.
+        severity_weights: weight of a repaired case per judge severity (vocab.SEVERITIES), each > 0.
         mode: "weight" (one row per case, the weight scales its loss) or "oversample" (DART's
             code: round(weight) copies of the row, each with weight 1).
         replay_share: share of the final training set drawn from Stage I rationales, in [0, 1).
@@ -25,28 +21,29 @@ class RepairConfig:
         max_rescore_rounds: re-asks of the teacher when a repair scores higher than M0's explanation.
         max_fix_rounds: format-fix rounds of a repair rationale (Stage I's checks), apart from
             ``distill.max_fix_rounds`` since the two teachers' tasks fail them differently.
-        rounds: audit-and-repair rounds (1 = DART; more give m_dart_r2, m_dart_r3, ...).
+
+    ``repair.rounds`` is not a field: it decides how many repair models the workflow builds
+    (rules/common.smk), and rules/repair.smk leaves it out of the section it hands the repair
+    jobs, so changing it re-runs none of them.
     """
 
-    severity_weights: dict[str, float] = field(default_factory=_default_weights)
-    mode: str = "weight"
-    replay_share: float = 0.5
-    seed: int = 0
-    max_rescore_rounds: int = 1
-    max_fix_rounds: int = 2
-    rounds: int = 1
+    severity_weights: dict[str, float]
+    mode: str
+    replay_share: float
+    seed: int
+    max_rescore_rounds: int
+    max_fix_rounds: int
 
     @classmethod
     def from_dict(cls, section: dict) -> RepairConfig:
-        """Build from the ``repair`` config section.
+        """Build from the schema-filled ``repair`` config section.
 
-        Keys this class does not know are left to the stages that use them (training settings
-        of the repair run, say); the config schema is what rejects misspelt ones.
+        Every field is read from the section, so a key the schema does not fill fails loudly
+        (KeyError) instead of taking a default; keys that are not fields (``rounds``) are
+        ignored, and the config schema is what rejects misspelt keys.
         """
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in section.items() if k in known}
-        if "severity_weights" in values and isinstance(values["severity_weights"], dict):
-            values["severity_weights"] = dict(values["severity_weights"])
+        values = {f.name: section[f.name] for f in fields(cls)}
+        values["severity_weights"] = dict(values["severity_weights"])
         return cls(**values)
 
 
@@ -54,7 +51,7 @@ def severity_weight(severity: str, cfg: RepairConfig) -> float:
     """The training weight of a drift case of this severity.
 
     Raises:
-        ValueError: naming the severity when it is not one of minor/moderate/severe/extreme.
+        ValueError: naming the severity when it is not one of vocab.SEVERITIES.
     """
     if severity not in cfg.severity_weights:
         raise ValueError(f"unknown drift severity {severity!r}; known: {list(SEVERITIES)}")

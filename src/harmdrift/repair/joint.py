@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harmdrift.core.io import read_jsonl, write_json, write_jsonl
 from harmdrift.core.parsing import analysis_for_scoring
-from harmdrift.repair.cases import _check_scorer, _label_scores
+from harmdrift.repair.cases import check_scorer, screen_scores
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +48,10 @@ def joint_penalty_weights(
         raise ValueError(f"config key joint.strength must be a number >= 0, got {strength!r}")
     if not 0 < floor <= 1:
         raise ValueError(f"config key joint.floor must be in (0, 1], got {floor!r}")
-    _check_scorer(scorer, screen_label)
+    check_scorer(scorer, screen_label)
     rows = read_jsonl(stage1_rationales)
     texts = [analysis_for_scoring(row["rationale"], max_chars) for row in rows]
-    tox = _label_scores(scorer, texts, screen_label)
+    tox = screen_scores(scorer, texts, screen_label)
     out = [
         {**row, "tox_score": t, "weight": max(floor, 1 - strength * t)}
         for row, t in zip(rows, tox, strict=True)

@@ -17,7 +17,7 @@ from harmdrift.core.prompts import build_messages, display_question, load_templa
 from harmdrift.core.vocab import SEVERITIES
 from harmdrift.distill.checks import RationaleConfig, canonical_rationale, problem_kind
 from harmdrift.distill.teacher import TeacherCase, TeacherFiles, run_teacher_loop
-from harmdrift.repair.cases import _by_id, _check_scorer, _label_scores, read_drift_cases
+from harmdrift.repair.cases import check_scorer, read_drift_cases, records_by_id, screen_scores
 from harmdrift.repair.config import RepairConfig
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def _rescorer(scorer, screen_label: str, max_chars: int, repair: RepairConfig):
     def rescore(passed: list[_RepairCase]) -> list[_RepairCase]:
         retry = []
         texts = [analysis_for_scoring(c.reply, max_chars) for c in passed]
-        for case, score in zip(passed, _label_scores(scorer, texts, screen_label), strict=True):
+        for case, score in zip(passed, screen_scores(scorer, texts, screen_label), strict=True):
             case.scores.append(score)
             base = case.audit["score_base"]
             if score <= base:
@@ -164,11 +164,11 @@ def write_repair_rationales(
     template = load_template(files.teacher_prompt, ("question", "label", "reason"))
     fix = load_template(files.fix_prompt, ("problems", "conclusion"))
     student = load_template(files.student_prompt)
-    _check_scorer(scorer, screen_label)
+    check_scorer(scorer, screen_label)
     audit_rows = read_drift_cases(audit_csv)
     ids = [row["id"] for row in audit_rows]
-    items = _by_id(items_path, ids, "item") if ids else {}
-    pairs = _by_id(pairs_jsonl, ids, "audit pair") if ids else {}
+    items = records_by_id(items_path, ids, "item") if ids else {}
+    pairs = records_by_id(pairs_jsonl, ids, "audit pair") if ids else {}
     cases = []
     for row in audit_rows:
         item = items[row["id"]]

@@ -12,11 +12,11 @@ from harmdrift.core.vocab import DRIFT_CATEGORIES, SEVERITIES, order_models
 from harmdrift.report.plotting import (
     SEVERITY_COLOURS,
     PathLike,
-    _count_scale,
-    _grouped_counts,
-    _message_figure,
-    _save,
+    count_scale,
+    grouped_counts,
+    message_figure,
     model_colour,
+    save_figure,
 )
 from harmdrift.report.readers import read_csv, read_summary
 
@@ -27,12 +27,12 @@ def drift_by_severity(
     """Grouped bars of confirmed drift cases per severity, one bar per audited model."""
     title = "Confirmed harm-drift cases vs M0, by severity"
     if not audit_summaries:
-        _message_figure(title, "no audited models", png, pdf)
+        message_figure(title, "no audited models", png, pdf)
         return
     models = order_models(audit_summaries)
     counts = {m: read_summary(audit_summaries[m])["by_severity"] for m in models}
     fig, ax = plt.subplots(figsize=(7, 4))
-    _grouped_counts(ax, SEVERITIES, counts, model_colour)
+    grouped_counts(ax, SEVERITIES, counts, model_colour)
     if all(sum(c.get(s, 0) for s in SEVERITIES) == 0 for c in counts.values()):
         ax.text(0.5, 0.6, "no drift cases", ha="center", transform=ax.transAxes, fontsize=12)
         ax.set_ylim(0, 1)
@@ -40,7 +40,7 @@ def drift_by_severity(
     ax.set_ylabel("drift cases")
     ax.set_title(title)
     ax.legend(title="model", fontsize=8)
-    _save(fig, png, pdf)
+    save_figure(fig, png, pdf)
 
 
 def _read_deltas(path: PathLike) -> pd.DataFrame:
@@ -68,7 +68,7 @@ def score_deltas(
     title = "Toxicity-score change vs M0 (tuned - base)"
     deltas = {m: _read_deltas(audit_csvs[m])["delta"].to_numpy() for m in order_models(audit_csvs)}
     if not any(len(v) for v in deltas.values()):
-        _message_figure(title, "no audited pairs", png, pdf)
+        message_figure(title, "no audited pairs", png, pdf)
         return
     bins = _delta_bins(list(deltas.values()), delta)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -83,12 +83,12 @@ def score_deltas(
                 label=f"{model} (n={len(values)})",
             )
     ax.axvline(delta, color="black", linestyle="--", linewidth=1, label=f"screen threshold {delta:g}")
-    _count_scale(ax)
+    count_scale(ax)
     ax.set_xlabel("score(tuned) - score(M0)")
     ax.set_ylabel("pairs (log scale above 10)")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    _save(fig, png, pdf)
+    save_figure(fig, png, pdf)
 
 
 # --- one model's audit -------------------------------------------------------------------
@@ -113,7 +113,7 @@ def audit_figures(
     frame = _read_deltas(audit_csv)
     title = f"{model}: toxicity-score change vs M0"
     if frame.empty:
-        _message_figure(title, "no audited pairs", deltas_png, deltas_pdf)
+        message_figure(title, "no audited pairs", deltas_png, deltas_pdf)
     else:
         values = frame["delta"].to_numpy()
         bins = _delta_bins([values], delta)
@@ -121,16 +121,16 @@ def audit_figures(
         ax.hist(values[values <= delta], bins=bins, color="#aec7e8", label="below threshold")
         ax.hist(values[values > delta], bins=bins, color="#d62728", label="screened (sent to judge)")
         ax.axvline(delta, color="black", linestyle="--", linewidth=1, label=f"threshold {delta:g}")
-        _count_scale(ax)
+        count_scale(ax)
         ax.set_xlabel("score(tuned) - score(M0)")
         ax.set_ylabel("pairs (log scale above 10)")
         ax.set_title(f"{title} (n={len(values)})")
         ax.legend(fontsize=8)
-        _save(fig, deltas_png, deltas_pdf)
+        save_figure(fig, deltas_png, deltas_pdf)
 
     title = f"{model}: confirmed drift cases (n={int(summary['n_drift'])})"
     if int(summary["n_drift"]) == 0:
-        _message_figure(title, "no drift cases", counts_png, counts_pdf)
+        message_figure(title, "no drift cases", counts_png, counts_pdf)
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     by_severity = summary["by_severity"]
@@ -151,4 +151,4 @@ def audit_figures(
     right.set_title("by category")
     right.tick_params(axis="x", labelrotation=15)
     fig.suptitle(title)
-    _save(fig, counts_png, counts_pdf)
+    save_figure(fig, counts_png, counts_pdf)

@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harmdrift.core.vocab import CONTROL_STAGES, PLANTED_MODEL, PLANTED_REPAIR_MODEL
-from harmdrift.report.plotting import PathLike, _message_figure, _percent_axis, _save, model_colour
+from harmdrift.report.plotting import PathLike, message_figure, model_colour, percent_axis, save_figure
 
 
 def _pct(value) -> float:
@@ -29,7 +29,7 @@ def control_figure(control_csv: PathLike, png: PathLike, pdf: PathLike | None = 
     share of audit replies that reproduce planted content before and after repair."""
     frame = pd.read_csv(control_csv).set_index("stage").reindex(list(CONTROL_STAGES)).reset_index()
     if frame["n_pairs"].isna().all():
-        _message_figure("Planted-drift control", "no audited pairs", png, pdf)
+        message_figure("Planted-drift control", "no audited pairs", png, pdf)
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
     x = np.arange(len(frame))
@@ -39,12 +39,12 @@ def control_figure(control_csv: PathLike, png: PathLike, pdf: PathLike | None = 
     left.set_xticks(x, frame["stage"])
     truth = int(frame["n_planted_truth"].iloc[0]) if not pd.isna(frame["n_planted_truth"].iloc[0]) else 0
     left.set_title(f"audit vs planted truth ({truth} of {int(frame['n_pairs'].iloc[0])} pairs planted)")
-    _percent_axis(left)
+    percent_axis(left)
     left.legend(fontsize=8)
     before, after = frame["planted_rate_m_int"].iloc[0], frame["planted_rate_m_dart"].iloc[0]
     names = [PLANTED_MODEL, PLANTED_REPAIR_MODEL]
     bars = right.bar(names, [_pct(before), _pct(after)], color=[model_colour(m) for m in names])
     right.bar_label(bars, fmt="%.0f%%", fontsize=8)
     right.set_title("audit replies reproducing planted content")
-    _percent_axis(right)
-    _save(fig, png, pdf)
+    percent_axis(right)
+    save_figure(fig, png, pdf)

@@ -14,10 +14,10 @@ from harmdrift.report.audit_figures import drift_by_severity, score_deltas
 from harmdrift.report.plotting import (
     OPEN_DOMAIN_COLOURS,
     PathLike,
-    _message_figure,
-    _percent_axis,
-    _save,
+    message_figure,
     model_colour,
+    percent_axis,
+    save_figure,
 )
 from harmdrift.report.readers import read_csv
 
@@ -68,7 +68,7 @@ def _accuracy_bars(ax, frame: pd.DataFrame, models: list[str], groups) -> None:
         )
     ax.set_xticks(x, models)
     ax.set_xlabel("model")
-    _percent_axis(ax, 105)
+    percent_axis(ax, 105)
 
 
 def accuracy_by_model(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None = None) -> None:
@@ -78,7 +78,7 @@ def accuracy_by_model(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None
     with our tolerant parse.
     """
     if main_df.empty:
-        _message_figure("Accuracy by model", "no models", png, pdf)
+        message_figure("Accuracy by model", "no models", png, pdf)
         return
     models = order_models(main_df["model"])
     frame = main_df.set_index("model").loc[models]
@@ -95,13 +95,13 @@ def accuracy_by_model(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None
         Patch(facecolor="white", edgecolor="black", hatch=hatch, label=label) for label, *_, hatch in groups
     ]
     axes[0, 0].legend(handles=handles, title="items", loc="upper left", fontsize=8)
-    _save(fig, png, pdf)
+    save_figure(fig, png, pdf)
 
 
 def benchmark_heatmap(metrics_paths: dict[str, PathLike], png: PathLike, pdf: PathLike | None = None) -> None:
     """Heatmap of overall accuracy, models (rows) by benchmark (columns, ALL last), cells annotated."""
     if not metrics_paths:
-        _message_figure("Accuracy by benchmark", "no models", png, pdf)
+        message_figure("Accuracy by benchmark", "no models", png, pdf)
         return
     models = order_models(metrics_paths)
     tables = {m: read_csv(metrics_paths[m], ("benchmark", "overall_acc")) for m in models}
@@ -126,7 +126,7 @@ def benchmark_heatmap(metrics_paths: dict[str, PathLike], png: PathLike, pdf: Pa
     ax.set_ylabel("model")
     ax.set_title("Binary-task accuracy (%) by benchmark")
     fig.colorbar(image, ax=ax, label="accuracy (%)")
-    _save(fig, png, pdf)
+    save_figure(fig, png, pdf)
 
 
 def open_domain_categories(
@@ -135,7 +135,7 @@ def open_domain_categories(
     """Stacked bars of the four open-domain response categories per model (subset "all")."""
     title = "Open-domain responses by category"
     if not rates_paths:
-        _message_figure(title, "no open-domain results", png, pdf)
+        message_figure(title, "no open-domain results", png, pdf)
         return
     models = order_models(rates_paths)
     shares = {}
@@ -159,9 +159,9 @@ def open_domain_categories(
     ax.set_ylabel("share of responses (%)")
     ax.set_xlabel("model")
     ax.set_title(title)
-    _percent_axis(ax, 105)
+    percent_axis(ax, 105)
     ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
-    _save(fig, png, pdf)
+    save_figure(fig, png, pdf)
 
 
 def loss_curves(loss_csvs: dict[str, PathLike], png: PathLike, pdf: PathLike | None = None) -> None:
@@ -174,7 +174,7 @@ def loss_curves(loss_csvs: dict[str, PathLike], png: PathLike, pdf: PathLike | N
         if not frame.empty:
             curves[model] = frame
     if not curves:
-        _message_figure(title, "no loss values logged", png, pdf)
+        message_figure(title, "no loss values logged", png, pdf)
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     for model, frame in curves.items():
@@ -184,14 +184,14 @@ def loss_curves(loss_csvs: dict[str, PathLike], png: PathLike, pdf: PathLike | N
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, png, pdf)
+    save_figure(fig, png, pdf)
 
 
 def yes_rate_vs_gold(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None = None) -> None:
     """YES-prediction rate per model beside the gold YES rate: bars above the mark over-predict YES."""
     title = "YES rate vs gold YES rate"
     if main_df.empty:
-        _message_figure(title, "no models", png, pdf)
+        message_figure(title, "no models", png, pdf)
         return
     models = order_models(main_df["model"])
     frame = main_df.set_index("model").loc[models]
@@ -217,9 +217,9 @@ def yes_rate_vs_gold(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None 
     ax.set_xlabel("model")
     ax.set_ylabel("share of items (%)")
     ax.set_title(title)
-    _percent_axis(ax, 105)
+    percent_axis(ax, 105)
     ax.legend(fontsize=8)
-    _save(fig, png, pdf)
+    save_figure(fig, png, pdf)
 
 
 def plot_all(

@@ -30,16 +30,6 @@ OPEN_DOMAIN_COLUMNS = (
 MAIN_COLUMNS = ("model", "description", *METRIC_COLUMNS, *DRIFT_COLUMNS, *OPEN_DOMAIN_COLUMNS)
 
 
-# --- drift reduction --------------------------------------------------------------------
-
-
-def drift_reduction_by_severity(
-    by_severity_int: dict[str, int], by_severity_dart: dict[str, int]
-) -> dict[str, float | None]:
-    """:func:`drift_reduction` for each severity; a severity missing from a dict counts as 0."""
-    return {s: drift_reduction(by_severity_int.get(s, 0), by_severity_dart.get(s, 0)) for s in SEVERITIES}
-
-
 # --- main results -----------------------------------------------------------------------
 
 

@@ -16,7 +16,8 @@ def _format_count(value) -> str:
     return "n/a" if is_missing(value) else str(int(value))
 
 
-def _format_reduction(value) -> str:
+def format_reduction(value) -> str:
+    """A drift reduction (a share) as a percentage with one decimal; "n/a" when missing."""
     return "n/a" if is_missing(value) else f"{100 * float(value):.1f}%"
 
 
@@ -102,7 +103,7 @@ def main_results_markdown(df: pd.DataFrame, *, protocol_note: str, notes=()) -> 
             f"`{r['model']}`",
             _format_count(r["drift_n"]),
             *(_format_count(r[f"drift_{s}"]) for s in SEVERITIES),
-            _format_reduction(r["drift_reduction"]),
+            format_reduction(r["drift_reduction"]),
             format_pct(r["od_appropriate"], r["od_appropriate_ci_low"], r["od_appropriate_ci_high"]),
             format_pct(r["od_refusal"], r["od_refusal_ci_low"], r["od_refusal_ci_high"]),
         ]

@@ -10,7 +10,7 @@ import pandas as pd
 
 from harmdrift.core.parsing import STRICT_RULE_NOTE, TOLERANT_RULE_NOTE
 from harmdrift.core.stats import format_pct, is_missing
-from harmdrift.report.markdown import _format_reduction
+from harmdrift.report.markdown import format_reduction
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _reduction_text(reduction) -> str:
         return "not run (`m_dart`)"
     if is_missing(reduction):
         return "n/a (no audit, or no drift cases in M_int)"
-    return f"{_format_reduction(reduction)} fewer"
+    return f"{format_reduction(reduction)} fewer"
 
 
 def _other_rows(main_df: pd.DataFrame) -> list[tuple[str, str, str]]:

@@ -14,7 +14,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from harmdrift.core.vocab import MODEL_COLOURS, repair_round
+from harmdrift.core.vocab import (
+    APPROPRIATE,
+    GENERIC_EQUAL,
+    INAPPROPRIATE,
+    MODEL_COLOURS,
+    OPEN_REFUSAL,
+    SEVERITIES,
+    repair_round,
+)
 
 PathLike = str | os.PathLike
 
@@ -23,12 +31,13 @@ logger = logging.getLogger(__name__)
 
 _ROUND_COLOURS = ("#17becf", "#1f77b4", "#393b79", "#8c564b")
 _OTHER_COLOURS = ("#e377c2", "#bcbd22", "#8c6d31", "#637939")
-SEVERITY_COLOURS = {"minor": "#fdd49e", "moderate": "#fc8d59", "severe": "#d7301f", "extreme": "#7f0000"}
+# One colour per judge severity, mildest to harshest: the names are vocab.SEVERITIES'.
+SEVERITY_COLOURS = dict(zip(SEVERITIES, ("#fdd49e", "#fc8d59", "#d7301f", "#7f0000"), strict=True))
 OPEN_DOMAIN_COLOURS = {
-    "appropriate_differentiation": "#2ca02c",
-    "generic_equal": "#aec7e8",
-    "inappropriate_differentiation": "#d62728",
-    "refusal": "#7f7f7f",
+    APPROPRIATE: "#2ca02c",
+    GENERIC_EQUAL: "#aec7e8",
+    INAPPROPRIATE: "#d62728",
+    OPEN_REFUSAL: "#7f7f7f",
 }
 
 
@@ -41,7 +50,9 @@ def model_colour(model: str) -> str:
     return _OTHER_COLOURS[sum(map(ord, model)) % len(_OTHER_COLOURS)]
 
 
-def _save(fig, png: PathLike, pdf: PathLike | None) -> None:
+def save_figure(fig, png: PathLike, pdf: PathLike | None) -> None:
+    """Lay out ``fig``, write it as ``png`` and as ``pdf`` (default: the PNG's path with .pdf),
+    creating their folders, and close it."""
     pdf = Path(png).with_suffix(".pdf") if pdf is None else pdf
     fig.tight_layout()
     for path in (png, pdf):
@@ -51,28 +62,32 @@ def _save(fig, png: PathLike, pdf: PathLike | None) -> None:
     logger.info("wrote %s and %s", png, pdf)
 
 
-def _message_figure(title: str, message: str, png: PathLike, pdf: PathLike | None) -> None:
+def message_figure(title: str, message: str, png: PathLike, pdf: PathLike | None) -> None:
+    """A placeholder figure: ``title`` over one line of text (a figure with nothing to plot
+    still writes its files, so the workflow's outputs exist)."""
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.set_title(title)
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, transform=ax.transAxes)
     ax.set_axis_off()
-    _save(fig, png, pdf)
+    save_figure(fig, png, pdf)
 
 
-def _count_scale(ax) -> None:
+def count_scale(ax) -> None:
+    """A count axis linear up to 10 and logarithmic above, labelled in plain numbers."""
     # Audits pile thousands of pairs near zero and a few in the tail: linear up to 10, log above.
     ax.set_yscale("symlog", linthresh=10)
     ax.set_ylim(0, max(ax.get_ylim()[1], 10))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
 
 
-def _percent_axis(ax, top: float = 100.0) -> None:
+def percent_axis(ax, top: float = 100.0) -> None:
+    """A percentage y axis from 0 to ``top`` with light horizontal grid lines behind the bars."""
     ax.set_ylim(0, top)
     ax.yaxis.grid(True, alpha=0.3)
     ax.set_axisbelow(True)
 
 
-def _grouped_counts(ax, keys: tuple[str, ...], counts: dict[str, dict[str, int]], colour_of) -> None:
+def grouped_counts(ax, keys: tuple[str, ...], counts: dict[str, dict[str, int]], colour_of) -> None:
     """Bars of counts per key (x axis), one bar per series in ``counts``."""
     series = list(counts)
     x = np.arange(len(keys))

@@ -107,12 +107,14 @@ def resolve_device(device: str) -> str:
     return pick_device(device, key="audit.scorer.device")
 
 
-def _batches(texts: Sequence[str], size: int):
+def batched(texts: Sequence[str], size: int):
+    """Consecutive lists of at most ``size`` texts, in order (every scorer's batching)."""
     for start in range(0, len(texts), size):
         yield list(texts[start : start + size])
 
 
-def _package_version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
+    """The installed version of distribution ``name``, or None when it is not installed."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

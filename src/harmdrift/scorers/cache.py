@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harmdrift.core.io import json_sha256
 from harmdrift.core.store import KeyValueStore
-from harmdrift.scorers.base import ToxicityScorer, _batches
+from harmdrift.scorers.base import ToxicityScorer, batched
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class CachedScorer:
         self.hits += len(texts) - sum(1 for key in keys if key in missing)
         self.misses += len(missing)
         pending = list(missing.items())
-        for chunk in _batches(pending, self.batch_size):
+        for chunk in batched(pending, self.batch_size):
             scored = self.scorer.score([text for _, text in chunk])
             # Committed per batch, so an interrupted job keeps every batch it finished.
             self._store.put_many((key, s) for (key, _), s in zip(chunk, scored, strict=True))

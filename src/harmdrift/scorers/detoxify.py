@@ -11,9 +11,9 @@ from harmdrift.core.io import file_sha256
 from harmdrift.scorers.base import (
     DETOXIFY_URLS,
     ScorerConfig,
-    _batches,
-    _package_version,
+    batched,
     check_label,
+    package_version,
     resolve_device,
 )
 
@@ -110,7 +110,7 @@ class DetoxifyScorer:
             "scorer": "detoxify",
             "kind": "detoxify",
             "model": self.variant,
-            "package": f"detoxify=={_package_version('detoxify')}",
+            "package": f"detoxify=={package_version('detoxify')}",
             "labels": list(self.labels),
         }
         if self.cfg.checkpoint is not None:
@@ -123,7 +123,7 @@ class DetoxifyScorer:
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """One ``{label: probability}`` per text, ``batch_size`` texts per ``predict`` call."""
         results: list[dict[str, float]] = []
-        for chunk in _batches(texts, self.cfg.batch_size):
+        for chunk in batched(texts, self.cfg.batch_size):
             if not chunk:
                 continue
             # With a list, predict returns {label: [score per text]}.

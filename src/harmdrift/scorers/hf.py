@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harmdrift.core.io import file_sha256
-from harmdrift.scorers.base import ScorerConfig, _batches, check_label, resolve_device
+from harmdrift.scorers.base import ScorerConfig, batched, check_label, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class HFClassifierScorer:
             self._load()
         results: list[dict[str, float]] = []
         with torch.inference_mode():
-            for chunk in _batches(texts, self.cfg.batch_size):
+            for chunk in batched(texts, self.cfg.batch_size):
                 inputs = self._tokenizer(
                     chunk, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
                 ).to(self.device)

@@ -9,37 +9,34 @@ from dataclasses import asdict, dataclass
 TRAIN_DTYPES = ("auto", "bfloat16", "float32")
 
 
-def _is_number(value: object) -> bool:
-    # bool is an int subclass, but `true` as a weight is a typo, not a number.
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """The ``training`` section of the config: LoRA shape, optimiser, batching, precision.
 
-    ``dtype`` and ``quantization`` come from the ``student`` section; ``save_steps`` is not
-    configurable (tests shorten it).
+    Every config key's meaning, range and default is config/schema.yaml's: build it with
+    ``harmdrift.config.train_config`` from the schema-filled ``training`` section. ``dtype`` and
+    ``quantization`` come from the ``student`` section; ``save_steps`` is no config key (tests
+    shorten it).
     """
 
-    lora_r: int = 16
-    lora_alpha: float = 32
-    lora_dropout: float = 0.05  # on CPU, drawing the dropout masks takes about a fifth of a step
-    target_modules: str | tuple[str, ...] = "all-linear"
-    learning_rate: float = 2e-4
-    epochs: float = 3.0
-    batch_size: int = 8
-    grad_accum: int = 2
-    warmup_ratio: float = 0.03
-    scheduler: str = "cosine"
-    max_length: int = 1024
-    group_by_length: bool = True
-    gradient_checkpointing: bool = False
-    dtype: str = "auto"
-    quantization: str = "none"
-    seed: int = 0
-    logging_steps: int = 5
-    max_steps: int = -1  # > 0 caps the optimiser steps (tests, smoke runs); -1 trains all epochs
+    lora_r: int
+    lora_alpha: float
+    lora_dropout: float
+    target_modules: str | tuple[str, ...]
+    learning_rate: float
+    epochs: float
+    batch_size: int
+    grad_accum: int
+    warmup_ratio: float
+    scheduler: str
+    max_length: int
+    group_by_length: bool
+    gradient_checkpointing: bool
+    dtype: str
+    quantization: str
+    seed: int
+    logging_steps: int
+    max_steps: int  # > 0 caps the optimiser steps (tests, smoke runs); -1 trains all epochs
     save_steps: int = 200  # checkpoint interval, so a killed job resumes instead of starting over
 
     def __post_init__(self) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harmdrift.core.io import iter_jsonl
-from harmdrift.train.config import _is_number
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +18,11 @@ PAD_MULTIPLE = 8  # tensor-core friendly shapes on GPUs; costs at most 7 pad col
 
 # ---------------------------------------------------------------------------------------------
 # Examples and tokenisation
+
+
+def _is_number(value: object) -> bool:
+    # bool is an int subclass, but `true` as a weight is a typo, not a number.
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _row_problem(row: dict) -> str | None:

@@ -158,8 +158,9 @@ def batch_losses(model, batch: dict, chunk_tokens: int | None = None):
 
 
 @functools.cache
-def _trainer_classes() -> tuple[type, type, type, type]:
-    """Trainer subclass and callbacks, built on first use so importing this module stays light."""
+def trainer_classes() -> tuple[type, type, type, type]:
+    """The weighted-loss Trainer subclass and the three callbacks train.run adds (quiet progress,
+    loss logging, no final checkpoint), built on first use so importing this module stays light."""
     from transformers import ProgressCallback, Trainer, TrainerCallback
 
     class WeightedLossTrainer(Trainer):

@@ -22,8 +22,11 @@ def resolve_train_dtype(dtype: str, device: str):
     return pick_dtype(dtype, device, allow_fp16=False)
 
 
-def _check_quantization(cfg: TrainConfig, device: str) -> None:
-    # Training takes its quantization from the student section (QLoRA = student.quantization: 4bit).
+def check_train_quantization(cfg: TrainConfig, device: str) -> None:
+    """Refuse 4-bit training where ``device`` cannot run it, naming ``student.quantization``.
+
+    Training takes its quantization from the student section (QLoRA = student.quantization: 4bit).
+    """
     check_4bit(cfg.quantization, device, key="student.quantization")
 
 
@@ -103,12 +106,18 @@ def tune_for_speed(model, cfg: TrainConfig, dtype) -> None:
         head.register_forward_pre_hook(_contiguous_input)
 
 
-def _count_params(model) -> tuple[int, int]:
+def count_params(model) -> tuple[int, int]:
+    """The model's trainable and total parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def _load_tokenizer(base_model: str, revision: str | None):
+def load_tokenizer(base_model: str, revision: str | None):
+    """The student's tokenizer, padding with EOS when it has no pad token.
+
+    Raises:
+        ValueError: when the tokenizer has no chat template (chat fine-tuning needs one).
+    """
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_model, revision=revision)
@@ -119,14 +128,14 @@ def _load_tokenizer(base_model: str, revision: str | None):
     return tokenizer
 
 
-def _prepare_model(base_model: str, cfg: TrainConfig, dtype, device: str, revision, init_adapter):
+def prepare_model(base_model: str, cfg: TrainConfig, dtype, device: str, revision, init_adapter):
     """Base model plus a trainable adapter, tuned for speed, with its parameter counts logged."""
     from transformers import set_seed
 
     set_seed(cfg.seed)  # the fresh LoRA matrices are drawn from this seed
     model = attach_adapter(load_base_model(base_model, cfg, dtype, device, revision), cfg, init_adapter)
     tune_for_speed(model, cfg, dtype)
-    trainable, total = _count_params(model)
+    trainable, total = count_params(model)
     logger.info(
         "model on %s as %s: %d trainable of %d parameters",
         device,

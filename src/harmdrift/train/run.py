@@ -15,12 +15,12 @@ from harmdrift.core.io import file_sha256, share_like_open, write_json
 from harmdrift.core.runtime import pick_device
 from harmdrift.train.config import TrainConfig
 from harmdrift.train.examples import WeightedChatCollator, encode_examples, load_examples
-from harmdrift.train.loss import _trainer_classes
+from harmdrift.train.loss import trainer_classes
 from harmdrift.train.model import (
-    _check_quantization,
-    _count_params,
-    _load_tokenizer,
-    _prepare_model,
+    check_train_quantization,
+    count_params,
+    load_tokenizer,
+    prepare_model,
     resolve_train_dtype,
 )
 
@@ -198,7 +198,7 @@ def build_trainer(
     """
     from transformers import PrinterCallback, ProgressCallback
 
-    trainer_class, quiet_progress, log_loss, skip_final_save = _trainer_classes()
+    trainer_class, quiet_progress, log_loss, skip_final_save = trainer_classes()
     trainer = trainer_class(
         model=model,
         args=training_arguments(cfg, Path(ckpt_dir), dtype, device, progress),
@@ -254,7 +254,7 @@ def _write_outputs(trainer, out_dir: Path, meta: dict, plot_title: str) -> dict:
         "train_tokens_per_s": trainer.real_tokens / max(wall, 1e-9),
         "wall_s": wall,
     }
-    trainable, total = _count_params(trainer.model)
+    trainable, total = count_params(trainer.model)
     meta |= {
         "torch_threads": torch.get_num_threads(),
         "trainable_params": trainable,
@@ -307,7 +307,7 @@ def train_adapter(
 
     out_dir = Path(out_dir)
     device = pick_device("auto")
-    _check_quantization(cfg, device)
+    check_train_quantization(cfg, device)
     # glibc's allocator is left as it is. Fixing its mmap threshold at 1 MB (so freed
     # activations go back to the OS) cut a CPU LoRA job's peak RSS from 3.4 to 2.3 GB, but every
     # activation then came from fresh pages: a step took 5.6 s instead of 3.5 s (SmolLM2-135M,
@@ -323,7 +323,7 @@ def train_adapter(
         out_dir,
         json.dumps(cfg.as_dict(), sort_keys=True),
     )
-    tokenizer = _load_tokenizer(base_model, revision)
+    tokenizer = load_tokenizer(base_model, revision)
     features, counts = encode_examples(tokenizer, examples, cfg.max_length)
     logger.info("encoded: %s", json.dumps(counts, sort_keys=True))
     if not features:
@@ -331,7 +331,7 @@ def train_adapter(
             f"{examples_path}: every example was dropped (prompts reach max_length={cfg.max_length})"
         )
     dtype = resolve_train_dtype(cfg.dtype, device)
-    model = _prepare_model(base_model, cfg, dtype, device, revision, init_adapter)
+    model = prepare_model(base_model, cfg, dtype, device, revision, init_adapter)
 
     ckpt_dir = out_dir / CHECKPOINT_DIR
     fingerprint = _fingerprint(examples_sha, base_model, revision, init_adapter, cfg)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from conftest import validated_default_config
 from harmdrift.audit.check_pairs import load_labelled_pairs
 from harmdrift.audit.check_set import run_check_set
 from harmdrift.audit.judge import (
@@ -31,7 +33,17 @@ ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE_PATH = ROOT / "config/prompts/judge_drift.txt"
 CHECK_SET = ROOT / "resources/judge_check/pairs.jsonl"
 TEMPLATE = load_template(TEMPLATE_PATH, TEMPLATE_SLOTS)
-CFG = JudgeConfig(backend="openai", params=GenParams(max_new_tokens=32, temperature=0.0, seed=1))
+# The default profile's judge settings (config/config.yaml with the schema's defaults filled):
+# JudgeConfig takes no defaults of its own.
+DEFAULT_JUDGE = judge_config(validated_default_config()["audit"]["judge"])
+
+
+def judge_cfg(**overrides) -> JudgeConfig:
+    """The default profile's judge settings with ``overrides``."""
+    return replace(DEFAULT_JUDGE, **overrides)
+
+
+CFG = judge_cfg(backend="openai", params=GenParams(max_new_tokens=32, temperature=0.0, seed=1))
 
 
 def verdict(drift, severity=None, category=None, status="scored", reason=None) -> dict:
@@ -207,7 +219,7 @@ def test_ask_judge_asks_both_orders_and_reads_json_verdicts():
 
 def test_ask_judge_records_an_unscored_verdict_with_drift_none():
     backend = ScriptedBackend(lambda key, messages: '{"drift": "perhaps"}')
-    [out] = ask_judge(backend, [make_pair()], TEMPLATE, JudgeConfig(backend="openai", max_reasks=1))
+    [out] = ask_judge(backend, [make_pair()], TEMPLATE, judge_cfg(backend="openai", max_reasks=1))
     for order in ("ab", "ba"):
         assert out[order]["status"] == "unscored" and out[order]["drift"] is None
         assert out[order]["raw"] == ['{"drift": "perhaps"}'] * 2 and "must be one of" in out[order]["error"]
@@ -260,10 +272,10 @@ class Biased(ScriptedBackend):
 
 def test_calibration_removes_a_judges_fixed_preference():
     pairs = [make_pair("harmful", tuned="That group is awful."), make_pair("harmless")]
-    plain = ask_judge(Biased(), pairs, TEMPLATE, JudgeConfig(calibrate=False))
+    plain = ask_judge(Biased(), pairs, TEMPLATE, judge_cfg(calibrate=False))
     assert [(r["ab"]["drift"], r["ba"]["drift"]) for r in plain] == [(True, True), (True, True)]
     backend = Biased()
-    calibrated = ask_judge(backend, pairs, TEMPLATE, JudgeConfig(calibrate=True))
+    calibrated = ask_judge(backend, pairs, TEMPLATE, judge_cfg(calibrate=True))
     assert [(r["ab"]["drift"], r["ba"]["drift"]) for r in calibrated] == [(True, True), (False, False)]
     # The content-free prompt is the judge prompt with nothing in it, in each order.
     blanks = [text for text in backend.scored if "Explanation A:\nN/A" in text]
@@ -284,23 +296,32 @@ def assert_valid(record: dict) -> None:
 def test_the_hf_judge_always_returns_a_valid_verdict(tiny_model):
     """The tiny random model cannot write JSON, but choosing by likelihood never goes off the list."""
     from harmdrift.backends import BackendConfig
-    from harmdrift.backends.hf_backend import HFChatBackend
+    from harmdrift.backends.hf_backend import make_hf_backend
 
-    class SaysDrift(HFChatBackend):
+    class SaysDrift:
         """The real model, except that it is made to say "drift": category and severity stay its own."""
+
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
 
         def choose(self, conversations, options):
             if list(options) == ["yes", "no"]:
                 return ["yes"] * len(conversations)
-            return super().choose(conversations, options)
+            return self.inner.choose(conversations, options)
 
     cfg = BackendConfig(backend="hf", model=tiny_model, device="cpu", dtype="float32", batch_size=4)
     pairs = [*load_labelled_pairs(CHECK_SET)[:3], make_pair("empty", base="", tuned="")]
     params = GenParams(max_new_tokens=4, temperature=0.0, seed=3)
     runs = [
-        (HFChatBackend(cfg, progress=False), JudgeConfig(backend="hf", calibrate=True, params=params)),
-        (HFChatBackend(cfg, progress=False), JudgeConfig(backend="hf", calibrate=False, params=params)),
-        (SaysDrift(cfg, progress=False), JudgeConfig(backend="hf", calibrate=False, params=params)),
+        (make_hf_backend(cfg, progress=False), judge_cfg(backend="hf", calibrate=True, params=params)),
+        (make_hf_backend(cfg, progress=False), judge_cfg(backend="hf", calibrate=False, params=params)),
+        (
+            SaysDrift(make_hf_backend(cfg, progress=False)),
+            judge_cfg(backend="hf", calibrate=False, params=params),
+        ),
     ]
     for backend, judge in runs:
         out = ask_judge(backend, pairs, TEMPLATE, judge)
@@ -396,7 +417,7 @@ def test_the_check_set_accuracy_counts_right_combined_verdicts(tmp_path):
     right = {"check-01", "check-02", "check-04", "check-05", "check-06", "check-07", "check-09"}
     unscored = frozenset({"check-10"})  # unscored counts as wrong
     out = tmp_path / "check.json"
-    cfg = JudgeConfig(backend="openai", max_reasks=0, check_floor=0.75)
+    cfg = judge_cfg(backend="openai", max_reasks=0, check_floor=0.75)
     summary = run_check_set(check_judge(right, unscored), [CHECK_SET], TEMPLATE_PATH, cfg, out)
     assert (summary["n"], sum(item["correct"] for item in summary["items"])) == (10, 7)
     assert summary["accuracy"] == pytest.approx(0.7) and summary["below_floor"] is True
@@ -415,17 +436,34 @@ def test_the_floor_is_checked_against_the_lower_bound_of_the_accuracy(tmp_path):
     # 8 of 10 right: accuracy 0.8, 95% Wilson interval about [0.49, 0.94].
     right = {f"check-{i:02d}" for i in range(1, 9)}
     summary = run_check_set(
-        check_judge(right), [CHECK_SET], TEMPLATE_PATH, JudgeConfig(backend="openai", check_floor=0.8),
+        check_judge(right), [CHECK_SET], TEMPLATE_PATH, judge_cfg(backend="openai", check_floor=0.8),
         tmp_path / "c.json",
     )  # fmt: skip
     assert summary["accuracy"] == pytest.approx(0.8)
     assert summary["accuracy_ci"][0] == pytest.approx(0.490, abs=1e-3)
     assert summary["below_floor"] is True  # the point estimate meets the floor, the lower bound does not
     summary = run_check_set(
-        check_judge(right), [CHECK_SET], TEMPLATE_PATH, JudgeConfig(backend="openai", check_floor=0.45),
+        check_judge(right), [CHECK_SET], TEMPLATE_PATH, judge_cfg(backend="openai", check_floor=0.45),
         tmp_path / "c.json",
     )  # fmt: skip
     assert summary["below_floor"] is False
+
+
+def test_check_verdicts_are_kept_and_read_back_by_a_rerun(tmp_path):
+    """The first run fills an empty verdict store (an empty store must not read as "no store"),
+    the second asks the judge nothing and reports the same accuracy."""
+    right = {f"check-{i:02d}" for i in range(1, 9)}
+    cfg = judge_cfg(backend="openai", check_floor=0.5)
+    first, second = check_judge(right), check_judge(right)
+    summaries = [
+        run_check_set(
+            judge, [CHECK_SET], TEMPLATE_PATH, cfg, tmp_path / f"{n}.json", cache_dir=tmp_path / "cache"
+        )
+        for n, judge in enumerate((first, second))
+    ]
+    assert first.calls and not second.calls
+    assert [s["cache_hits"] for s in summaries] == [0, 10]
+    assert summaries[0]["accuracy"] == summaries[1]["accuracy"] == pytest.approx(0.8)
 
 
 def test_run_check_without_a_judge_writes_an_empty_summary(tmp_path):
@@ -471,7 +509,7 @@ def test_the_classifier_only_judge_bins_severity_from_the_score_increase():
 
 def test_write_judgments_without_a_judge_writes_only_screened_pairs(tmp_path):
     write_jsonl(tmp_path / "pairs.jsonl", screened_pairs())
-    cfg = JudgeConfig(backend="none")
+    cfg = judge_cfg(backend="none")
     out = tmp_path / "judgments.jsonl"
     counts = write_judgments(tmp_path / "pairs.jsonl", TEMPLATE_PATH, out, backend=None, cfg=cfg, delta=0.01)
     assert counts == {"judged": 4, "drift": 4}
@@ -483,7 +521,7 @@ def test_write_judgments_asks_the_judge_about_the_pairs_in_scope(tmp_path, scope
     pairs = screened_pairs()
     write_jsonl(tmp_path / "pairs.jsonl", pairs)
     backend = ScriptedBackend(lambda key, messages: reply(key.startswith("p4"), "extreme"))
-    cfg = JudgeConfig(backend="openai", scope=scope)
+    cfg = judge_cfg(backend="openai", scope=scope)
     out = tmp_path / "judgments.jsonl"
     counts = write_judgments(tmp_path / "pairs.jsonl", TEMPLATE_PATH, out, backend=backend, cfg=cfg)
     records = read_jsonl(out)

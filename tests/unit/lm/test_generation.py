@@ -395,14 +395,14 @@ def test_prefill_in_chunks_matches_one_pass(tiny_model, monkeypatch):
     params = GenParams(max_new_tokens=10, temperature=1.0, seed=3)
     one_pass = make(tiny_model, batch_size=10).generate(many, params, keys=keys)
     passes = []
-    real = batch._LiveBatch._prefill_chunk
+    real = batch.LiveBatch._prefill_chunk
 
     def counted(self, rows):
         passes.append(len(rows))
         return real(self, rows)
 
     monkeypatch.setattr(batch, "PREFILL_ROWS", 3)
-    monkeypatch.setattr(batch._LiveBatch, "_prefill_chunk", counted)
+    monkeypatch.setattr(batch.LiveBatch, "_prefill_chunk", counted)
     chunked = make(tiny_model, batch_size=10).generate(many, params, keys=keys)
     assert passes == [3, 3, 3, 1]  # prompts of different lengths, so each chunk pads its own way
     assert [g.text for g in chunked] == [g.text for g in one_pass]

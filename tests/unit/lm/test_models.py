@@ -102,7 +102,7 @@ def test_conversion_parses_each_gguf_file_once_and_restores_gguf(monkeypatch):
     the same model are the first ones; outside it, gguf is as it was."""
     import gguf
 
-    from harmdrift.lm.convert import _gguf_parsed_once
+    from harmdrift.lm.convert import gguf_parsed_once
 
     built = []
 
@@ -113,7 +113,7 @@ def test_conversion_parses_each_gguf_file_once_and_restores_gguf(monkeypatch):
     maps = []
     monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
     monkeypatch.setattr(gguf, "get_tensor_name_map", lambda arch, n: maps.append((arch, n)) or object())
-    with _gguf_parsed_once():
+    with gguf_parsed_once():
         first, again, other = gguf.GGUFReader("a.gguf"), gguf.GGUFReader("a.gguf"), gguf.GGUFReader("b.gguf")
         table = gguf.get_tensor_name_map("llama", 30)
         assert gguf.get_tensor_name_map("llama", 30) is table

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
+from conftest import validated_default_config
 from harmdrift.backends import Completion
 from harmdrift.backends.scripted import ScriptedBackend
 from harmdrift.core.decoding import GenParams
@@ -26,6 +28,18 @@ ROOT = Path(__file__).resolve().parents[3]
 PROMPTS = ROOT / "config" / "prompts"
 PARAMS = GenParams(max_new_tokens=64, temperature=0.0)
 CFG = RationaleConfig(max_fix_rounds=1)
+
+
+def repair_section() -> dict:
+    """The repair section as the repair jobs get it: the default profile's (config/config.yaml
+    with the schema's defaults filled), without the workflow's ``rounds`` (rules/repair.smk)."""
+    return {k: v for k, v in validated_default_config()["repair"].items() if k != "rounds"}
+
+
+def repair_cfg(**overrides) -> RepairConfig:
+    """The default profile's repair settings with ``overrides``: RepairConfig has no defaults."""
+    return replace(RepairConfig.from_dict(repair_section()), **overrides)
+
 
 # The fake screen reads these words as toxic; everything else scores low.
 HARSH = "Some people claim that group is lazy and dangerous. That claim is wrong.\nConclusion: NO"
@@ -117,7 +131,7 @@ def stage3(tmp_path):
             backend=backend,
             params=PARAMS,
             cfg=CFG,
-            repair=repair or RepairConfig(max_rescore_rounds=1),
+            repair=repair or repair_cfg(max_rescore_rounds=1),
             scorer=FakeScorer(),
             screen_label="toxic",
             max_chars=512,
@@ -133,22 +147,25 @@ def stage3(tmp_path):
 
 
 def test_severity_weights_default_to_darts_copies():
-    cfg = RepairConfig()
+    cfg = repair_cfg()  # the schema's default weights
     assert [severity_weight(s, cfg) for s in ("minor", "moderate", "severe", "extreme")] == [1, 2, 3, 4]
 
 
 def test_unknown_severity_is_named():
     with pytest.raises(ValueError, match="'catastrophic'"):
-        severity_weight("catastrophic", RepairConfig())
+        severity_weight("catastrophic", repair_cfg())
 
 
 def test_from_dict_reads_the_section():
     weights = {"minor": 1, "moderate": 1.5, "severe": 2, "extreme": 5}
-    cfg = RepairConfig.from_dict(
-        {"severity_weights": weights, "mode": "oversample", "replay_share": 0.25, "seed": 3, "epochs": 3}
-    )
+    section = {**repair_section(), "severity_weights": weights, "mode": "oversample", "replay_share": 0.25}
+    cfg = RepairConfig.from_dict({**section, "seed": 3, "rounds": 2})
     assert cfg.mode == "oversample" and cfg.replay_share == 0.25 and cfg.seed == 3
+    assert "rounds" not in asdict(cfg)  # the workflow's business, never recorded as if it were read
     assert severity_weight("extreme", cfg) == 5.0
+    del section["max_rescore_rounds"]
+    with pytest.raises(KeyError, match="max_rescore_rounds"):  # no default of its own to fall back on
+        RepairConfig.from_dict(section)
 
 
 def test_drift_reduction():
@@ -229,7 +246,7 @@ def test_repair_that_stays_higher_is_dropped(stage3):
 
 def test_no_rescore_rounds_drops_at_once(stage3):
     summary, kept, dropped, backend = stage3(
-        [case_row("a")], {"a#repair#s0#r0": HARSH}, repair=RepairConfig(max_rescore_rounds=0)
+        [case_row("a")], {"a#repair#s0#r0": HARSH}, repair=repair_cfg(max_rescore_rounds=0)
     )
     assert kept == [] and len(backend.calls) == 1
     assert dropped[0]["reason"].startswith("scores higher than M0 (0.9100 > 0.0500)")
@@ -317,7 +334,7 @@ STAGE1 = [stage1_row(f"s{i:02d}") for i in range(20)] + [stage1_row("r0"), stage
 
 
 def test_weight_mode_sets_severity_weights_and_replay_share(tmp_path):
-    summary, rows = build(tmp_path, SIX, STAGE1, RepairConfig(replay_share=0.5, seed=1))
+    summary, rows = build(tmp_path, SIX, STAGE1, repair_cfg(replay_share=0.5, seed=1))
     repair = [r for r in rows if r["source"] == "repair"]
     replay = [r for r in rows if r["source"] == "replay"]
     assert [r["weight"] for r in repair] == [1, 2, 3, 4, 1, 3]
@@ -328,7 +345,7 @@ def test_weight_mode_sets_severity_weights_and_replay_share(tmp_path):
 
 
 def test_oversample_mode_repeats_rows(tmp_path):
-    summary, rows = build(tmp_path, SIX, STAGE1, RepairConfig(mode="oversample", replay_share=0.0))
+    summary, rows = build(tmp_path, SIX, STAGE1, repair_cfg(mode="oversample", replay_share=0.0))
     ids = [r["id"] for r in rows]
     assert [ids.count(f"r{i}") for i in range(6)] == [1, 2, 3, 4, 1, 3]
     assert all(r["weight"] == 1.0 and r["source"] == "repair" for r in rows)
@@ -337,7 +354,7 @@ def test_oversample_mode_repeats_rows(tmp_path):
 
 def test_oversample_rounds_half_up(tmp_path):
     weights = {"minor": 1.4, "moderate": 2.5, "severe": 3, "extreme": 4}
-    cfg = RepairConfig(severity_weights=weights, mode="oversample", replay_share=0.0)
+    cfg = repair_cfg(severity_weights=weights, mode="oversample", replay_share=0.0)
     _, rows = build(tmp_path, [repair_row("a", "minor"), repair_row("b", "moderate")], [], cfg)
     assert [r["id"] for r in rows] == ["a", "b", "b", "b"]
 
@@ -350,16 +367,14 @@ def test_replay_arithmetic_and_cap():
 
 
 def test_replay_is_capped_by_small_stage1(tmp_path):
-    summary, rows = build(
-        tmp_path, SIX, [stage1_row("s1"), stage1_row("r0"), stage1_row("s2")], RepairConfig()
-    )
+    summary, rows = build(tmp_path, SIX, [stage1_row("s1"), stage1_row("r0"), stage1_row("s2")], repair_cfg())
     assert sorted(r["id"] for r in rows if r["source"] == "replay") == ["s1", "s2"]
     assert summary["replay_capped"] is True and summary["replay_available"] == 2
 
 
 def test_replay_sample_is_seeded(tmp_path):
     def replay_ids(seed, stage1):
-        _, rows = build(tmp_path, SIX[:3], stage1, RepairConfig(replay_share=0.5, seed=seed))
+        _, rows = build(tmp_path, SIX[:3], stage1, repair_cfg(replay_share=0.5, seed=seed))
         return [r["id"] for r in rows if r["source"] == "replay"]
 
     first = replay_ids(5, STAGE1)
@@ -368,12 +383,12 @@ def test_replay_sample_is_seeded(tmp_path):
 
 
 def test_empty_repair_set_means_no_drift_left(tmp_path):
-    summary, rows = build(tmp_path, [], STAGE1, RepairConfig())
+    summary, rows = build(tmp_path, [], STAGE1, repair_cfg())
     assert rows == [] and summary["rows"] == 0 and "no drift left" in summary["note"]
 
 
 def test_repair_set_loads_for_training(tmp_path):
-    _, rows = build(tmp_path, SIX, STAGE1, RepairConfig(replay_share=0.5))
+    _, rows = build(tmp_path, SIX, STAGE1, repair_cfg(replay_share=0.5))
     examples = load_examples(tmp_path / "set.jsonl")
     assert len(examples) == len(rows) == 12
     assert sorted(e["weight"] for e in examples) == sorted([1, 2, 3, 4, 1, 3] + [1] * 6)
@@ -387,7 +402,7 @@ def test_end_to_end_repair_rationales_feed_the_training_set(stage3, tmp_path):
         tmp_path / "distill.jsonl",
         tmp_path / "set.jsonl",
         tmp_path / "s.json",
-        cfg=RepairConfig(mode="oversample", replay_share=0.2),
+        cfg=repair_cfg(mode="oversample", replay_share=0.2),
     )
     examples = load_examples(tmp_path / "set.jsonl")
     assert [e["id"] for e in examples[:4]] == ["a"] * 4 and len(examples) == 5
@@ -473,7 +488,7 @@ def test_unknown_screen_label_fails_before_the_teacher_is_asked(tmp_path):
             backend=backend,
             params=PARAMS,
             cfg=CFG,
-            repair=RepairConfig(),
+            repair=repair_cfg(),
             scorer=FakeScorer(),
             screen_label="hate",
             max_chars=512,
@@ -501,7 +516,7 @@ def test_repair_rationales_take_their_fix_rounds_from_the_repair_section(monkeyp
     rules.write_repair_rationales(
         audit="a", pairs="p", split_items="s", teacher_prompt="t", fix_prompt="f",
         student_prompt="b", rationales="r", dropped="d", summary="m", usage="u",
-        teacher=teacher, distill=distill, repair={"max_fix_rounds": 3},
+        teacher=teacher, distill=distill, repair={**repair_section(), "max_fix_rounds": 3},
         screen={"scorer": {}, "max_chars": 512}, cache_dir=None, tag="repair",
     )  # fmt: skip
     assert seen["cfg"].max_fix_rounds == 3

@@ -159,7 +159,7 @@ def test_main_df_figures(tmp_path, files):
 
 def test_accuracy_figure_shows_strict_first(tmp_path, files, monkeypatch):
     figures = []
-    monkeypatch.setattr("harmdrift.report.figures._save", lambda fig, png, pdf: figures.append(fig))
+    monkeypatch.setattr("harmdrift.report.figures.save_figure", lambda fig, png, pdf: figures.append(fig))
     main_df = main_results(files["metrics"], files["summaries"], files["rates"])
     accuracy_by_model(main_df, tmp_path / "acc.png")
     strict_ax, tolerant_ax = figures[0].axes

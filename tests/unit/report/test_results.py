@@ -21,7 +21,6 @@ from harmdrift.core.vocab import (
 from harmdrift.report.main_table import (
     MAIN_COLUMNS,
     build_results_tables,
-    drift_reduction_by_severity,
     main_results,
     write_main_results,
 )
@@ -122,16 +121,6 @@ def test_drift_reduction_values():
     assert drift_reduction(4, 6) == pytest.approx(-0.5)
     with pytest.raises(ValueError):
         drift_reduction(-1, 0)
-
-
-def test_drift_reduction_by_severity():
-    result = drift_reduction_by_severity({"minor": 4, "severe": 2}, {"minor": 1})
-    assert result == {
-        "minor": pytest.approx(0.75),
-        "moderate": None,
-        "severe": pytest.approx(1.0),
-        "extreme": None,
-    }
 
 
 def test_model_descriptions_and_order():

@@ -15,7 +15,6 @@ from harmdrift.scorers import make_scorer
 from harmdrift.scorers.base import ScorerConfig, ToxicityScorer, screen_score
 from harmdrift.scorers.cache import CachedScorer, score_key
 from harmdrift.scorers.detoxify import DetoxifyScorer
-from harmdrift.scorers.embedded import LABELS, EmbeddedToxicityScorer
 from harmdrift.scorers.hf import HFClassifierScorer
 
 WORDS = ["you", "are", "a", "idiot", "thanks", "that", "is", "fair", "point", "nice", "day", "bad"]
@@ -278,21 +277,6 @@ def test_hf_describe_hashes_the_folder(tiny_models):
 
 
 # --- registry -----------------------------------------------------------------------------------
-
-
-def test_make_scorer_plugs_in_the_embedded_scorer():
-    scorer = make_scorer(ScorerConfig(kind="embedded", batch_size=2))
-    assert isinstance(scorer, EmbeddedToxicityScorer)
-    assert isinstance(scorer, ToxicityScorer)
-    assert scorer.labels == LABELS
-    assert scorer.describe()["kind"] == "embedded"
-    neutral, insult = scorer.score(["Thanks, that is a fair point.", "you are a disgusting idiot"])
-    assert screen_score(insult, "toxic") > 0.5 > screen_score(neutral, "toxic")
-
-
-def test_make_scorer_checks_the_embedded_label():
-    with pytest.raises(ValueError, match=r"'toxicity' is not a label of the embedded scorer"):
-        make_scorer(ScorerConfig(kind="embedded", label="toxicity"))
 
 
 def test_make_scorer_builds_hf_and_wraps_in_the_cache(tiny_models, tmp_path):

@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 
+from harmdrift.backends.base import Completion
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.io import DataError, read_jsonl, write_jsonl
 from harmdrift.generate.answers import AnswerConfig, generate_answers
-from harmdrift.lm.engine import Generation
 from harmdrift.lm.forced import ForcedChoice
 
 
-@dataclass
-class _Cfg:
-    batch_size: int = 2
-    sort_by_length: bool = False
+class ScriptedBackend:
+    """Test double of the local back-end: replies from a table, can crash after a number of
+    complete calls (chunks)."""
 
-
-class ScriptedGenerator:
-    """Test double: replies from a table, can crash after a number of generate calls (chunks)."""
-
-    dtype_name = "float32"
-    device = "cpu"
+    batch_size = 2
 
     def __init__(self, replies: dict[str, str], crash_after: int | None = None, forced_works=True) -> None:
-        self.cfg = _Cfg()
         self.replies = replies
         self.crash_after = crash_after
         self.forced_works = forced_works
@@ -38,23 +30,19 @@ class ScriptedGenerator:
     def render(self, conversation):
         return conversation[-1]["content"]
 
-    def generate(self, conversations, params, *, keys, stop=None, desc="", **extra):
-        forced = extra.pop("forced", None)
-        assert not extra, extra
+    def decoding_settings(self) -> dict:
+        return {"dtype": "float32", "device": "cpu", "batch_size": self.batch_size, "sort_by_length": False}
+
+    def complete(self, conversations, params, *, keys, stop=None, forced=None, desc=None):
         self.forced_asked.append(forced)
         if self.crash_after is not None and self.calls >= self.crash_after:
             raise KeyboardInterrupt("simulated crash")
         self.calls += 1
-        outs = []
-        for start in range(0, len(keys), self.cfg.batch_size):
-            batch = list(range(start, min(start + self.cfg.batch_size, len(keys))))
-            gens = [
-                Generation(self.replies[keys[i]], 5, "stop", forced_scores=self._forced(forced, keys[i]))
-                for i in batch
-            ]
-            self.asked += [keys[i] for i in batch]
-            outs += gens
-        return outs
+        self.asked += list(keys)
+        return [
+            Completion(self.replies[key], None, 5, "stop", forced_scores=self._forced(forced, key))
+            for key in keys
+        ]
 
     def _forced(self, forced, key: str):
         # The forced choice prefers NO on even items, YES on odd ones (like the scripted replies).
@@ -105,7 +93,7 @@ def paths(tmp_path):
 def test_records_in_item_order_with_parsed_predictions(paths):
     items, template, out = paths
     summary = generate_answers(
-        items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES), provenance=PROV
+        items, template, out, cfg=CFG, backend=ScriptedBackend(REPLIES), provenance=PROV
     )
     records = read_jsonl(out)
     assert [r["id"] for r in records] == [i["id"] for i in ITEMS]
@@ -126,14 +114,14 @@ def test_interrupted_run_resumes_without_redoing_work(paths):
             template,
             out,
             cfg=CFG,
-            generator=ScriptedGenerator(REPLIES, crash_after=1),
+            backend=ScriptedBackend(REPLIES, crash_after=1),
             provenance=PROV,
         )
     assert not out.exists()
     checkpoint = out.with_name(out.name + ".partial")
     assert len(checkpoint.read_text().splitlines()) == 2  # the first batch survived
-    second = ScriptedGenerator(REPLIES)
-    summary = generate_answers(items, template, out, cfg=CFG, generator=second, provenance=PROV)
+    second = ScriptedBackend(REPLIES)
+    summary = generate_answers(items, template, out, cfg=CFG, backend=second, provenance=PROV)
     assert second.asked == [i["id"] for i in ITEMS[2:]]
     assert summary["reused_from_checkpoint"] == 2
     assert len(read_jsonl(out)) == 5
@@ -148,14 +136,14 @@ def test_changed_settings_invalidate_the_checkpoint(paths):
             template,
             out,
             cfg=CFG,
-            generator=ScriptedGenerator(REPLIES, crash_after=1),
+            backend=ScriptedBackend(REPLIES, crash_after=1),
             provenance=PROV,
         )
     changed = AnswerConfig(
         framing="binary", model_name="m0", params=GenParams(max_new_tokens=9), checkpoint_every=2
     )
-    again = ScriptedGenerator(REPLIES)
-    generate_answers(items, template, out, cfg=changed, generator=again, provenance=PROV)
+    again = ScriptedBackend(REPLIES)
+    generate_answers(items, template, out, cfg=changed, backend=again, provenance=PROV)
     assert len(again.asked) == 5
 
 
@@ -167,14 +155,14 @@ def test_damaged_checkpoint_line_is_tolerated(paths):
             template,
             out,
             cfg=CFG,
-            generator=ScriptedGenerator(REPLIES, crash_after=1),
+            backend=ScriptedBackend(REPLIES, crash_after=1),
             provenance=PROV,
         )
     checkpoint = out.with_name(out.name + ".partial")
     with checkpoint.open("a") as handle:
         handle.write('{"id": "D1-diff-2", "raw_out')  # a crash mid-write
-    again = ScriptedGenerator(REPLIES)
-    generate_answers(items, template, out, cfg=CFG, generator=again, provenance=PROV)
+    again = ScriptedBackend(REPLIES)
+    generate_answers(items, template, out, cfg=CFG, backend=again, provenance=PROV)
     assert again.asked == [i["id"] for i in ITEMS[2:]]
 
 
@@ -183,7 +171,7 @@ def test_empty_split_is_a_clear_error(paths, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(DataError, match="no items"):
-        generate_answers(empty, template, out, cfg=CFG, generator=ScriptedGenerator({}), provenance=PROV)
+        generate_answers(empty, template, out, cfg=CFG, backend=ScriptedBackend({}), provenance=PROV)
 
 
 def test_unknown_framing_is_rejected():
@@ -193,16 +181,16 @@ def test_unknown_framing_is_rejected():
 
 def test_records_are_json_serialisable(paths):
     items, template, out = paths
-    generate_answers(items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES), provenance=PROV)
+    generate_answers(items, template, out, cfg=CFG, backend=ScriptedBackend(REPLIES), provenance=PROV)
     json.dumps(read_jsonl(out))
 
 
 def test_forced_choice_fields_in_binary_records(paths):
     items, template, out = paths
-    generator = ScriptedGenerator(REPLIES)
-    summary = generate_answers(items, template, out, cfg=FORCED, generator=generator, provenance=PROV)
+    backend = ScriptedBackend(REPLIES)
+    summary = generate_answers(items, template, out, cfg=FORCED, backend=backend, provenance=PROV)
     records = read_jsonl(out)
-    assert generator.forced_asked == [ForcedChoice()] * 3  # one call per chunk of 2 items
+    assert backend.forced_asked == [ForcedChoice()] * 3  # one call per chunk of 2 items
     assert [r["forced_prediction"] for r in records] == ["NO", "YES", "NO", "YES", "NO"]
     assert records[1]["forced_scores"] == {"YES": -0.5, "NO": -2.0}
     assert records[0]["decoding"]["forced_choice"] == {
@@ -215,10 +203,10 @@ def test_forced_choice_fields_in_binary_records(paths):
 
 def test_forced_choice_off_adds_nothing(paths):
     items, template, out = paths
-    generator = ScriptedGenerator(REPLIES)
-    generate_answers(items, template, out, cfg=CFG, generator=generator, provenance=PROV)
+    backend = ScriptedBackend(REPLIES)
+    generate_answers(items, template, out, cfg=CFG, backend=backend, provenance=PROV)
     records = read_jsonl(out)
-    assert generator.forced_asked == [None] * 3
+    assert backend.forced_asked == [None] * 3
     assert all("forced_scores" not in r and "forced_prediction" not in r for r in records)
     assert all("forced_choice" not in r["decoding"] for r in records)
 
@@ -232,11 +220,11 @@ def test_records_without_forced_fields_are_not_resumed(paths):
             template,
             out,
             cfg=CFG,
-            generator=ScriptedGenerator(REPLIES, crash_after=1),
+            backend=ScriptedBackend(REPLIES, crash_after=1),
             provenance=PROV,
         )
-    again = ScriptedGenerator(REPLIES)
-    summary = generate_answers(items, template, out, cfg=FORCED, generator=again, provenance=PROV)
+    again = ScriptedBackend(REPLIES)
+    summary = generate_answers(items, template, out, cfg=FORCED, backend=again, provenance=PROV)
     assert again.asked == [i["id"] for i in ITEMS]
     assert summary["reused_from_checkpoint"] == 0
     assert all(r["forced_prediction"] in {"YES", "NO"} for r in read_jsonl(out))
@@ -250,7 +238,7 @@ def test_matching_fingerprint_without_forced_scores_is_not_reused(paths):
             template,
             out,
             cfg=FORCED,
-            generator=ScriptedGenerator(REPLIES, crash_after=1),
+            backend=ScriptedBackend(REPLIES, crash_after=1),
             provenance=PROV,
         )
     checkpoint = out.with_name(out.name + ".partial")
@@ -258,12 +246,12 @@ def test_matching_fingerprint_without_forced_scores_is_not_reused(paths):
     rows[0].pop("forced_scores")
     rows[0].pop("forced_prediction")
     checkpoint.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    again = ScriptedGenerator(REPLIES)
-    generate_answers(items, template, out, cfg=FORCED, generator=again, provenance=PROV)
+    again = ScriptedBackend(REPLIES)
+    generate_answers(items, template, out, cfg=FORCED, backend=again, provenance=PROV)
     assert again.asked == [i["id"] for i in ITEMS]  # the first chunk, half unusable, is decoded again whole
 
 
-def test_forced_choice_needs_the_binary_framing_and_a_scoring_generator(paths):
+def test_forced_choice_needs_the_binary_framing_and_a_scoring_backend(paths):
     with pytest.raises(ValueError, match="binary"):
         AnswerConfig(framing="mc", model_name="m0", params=GenParams(), forced=ForcedChoice())
     items, template, out = paths
@@ -273,19 +261,19 @@ def test_forced_choice_needs_the_binary_framing_and_a_scoring_generator(paths):
             template,
             out,
             cfg=FORCED,
-            generator=ScriptedGenerator(REPLIES, forced_works=False),
+            backend=ScriptedBackend(REPLIES, forced_works=False),
             provenance=PROV,
         )
 
 
 def test_forced_choice_with_a_real_model(paths, tiny_model):
-    from harmdrift.lm.engine import HFGenerator, HFModelConfig
+    from harmdrift.backends.hf_backend import HFChatBackend
+    from harmdrift.lm.engine import HFModelConfig
 
     items, template, out = paths
-    generator = HFGenerator(
-        HFModelConfig(model=tiny_model, dtype="float32", device="cpu", batch_size=2), progress=False
-    )
-    generate_answers(items, template, out, cfg=FORCED, generator=generator, provenance=PROV)
+    model = HFModelConfig(model=tiny_model, dtype="float32", device="cpu", batch_size=2)
+    backend = HFChatBackend(model, name="tiny", weights=lambda: PROV, progress=False)
+    generate_answers(items, template, out, cfg=FORCED, backend=backend, provenance=PROV)
     for record in read_jsonl(out):
         scores = record["forced_scores"]
         assert set(scores) == {"YES", "NO"} and all(v < 0 for v in scores.values())
@@ -305,22 +293,20 @@ def _reuse(tmp_path, adapter_hash="a" * 64):
 
 def test_an_identical_job_reads_the_earlier_replies_and_writes_its_own_records(paths, tmp_path):
     items, template, out = paths
-    first = ScriptedGenerator(REPLIES)
-    generate_answers(
-        items, template, out, cfg=FORCED, generator=first, provenance=PROV, reuse=_reuse(tmp_path)
-    )
+    first = ScriptedBackend(REPLIES)
+    generate_answers(items, template, out, cfg=FORCED, backend=first, provenance=PROV, reuse=_reuse(tmp_path))
     copy_out = out.with_name("copy.binary.jsonl")
     copy_cfg = AnswerConfig(
         framing="binary", model_name="m_dart", params=FORCED.params, forced=ForcedChoice(), checkpoint_every=2
     )
     copy_prov = {**PROV, "adapter": "results/adapters/m_dart"}
-    second = ScriptedGenerator({})  # would fail on any item it is asked
+    second = ScriptedBackend({})  # would fail on any item it is asked
     summary = generate_answers(
         items,
         template,
         copy_out,
         cfg=copy_cfg,
-        generator=second,
+        backend=second,
         provenance=copy_prov,
         reuse=_reuse(tmp_path),
     )
@@ -334,33 +320,34 @@ def test_an_identical_job_reads_the_earlier_replies_and_writes_its_own_records(p
 
 def test_an_identical_job_never_loads_the_weights(paths, tmp_path, tiny_model):
     """The reused job renders its prompts with the tokenizer alone; the weights stay on disk."""
-    from harmdrift.lm.engine import HFGenerator, HFModelConfig
+    from harmdrift.backends.hf_backend import HFChatBackend
+    from harmdrift.lm.engine import HFModelConfig
 
     items, template, out = paths
     model_cfg = HFModelConfig(model=tiny_model, dtype="float32", device="cpu", batch_size=2)
-    first = HFGenerator(model_cfg, progress=False)
-    generate_answers(items, template, out, cfg=FORCED, generator=first, provenance=PROV,
+    first = HFChatBackend(model_cfg, name="tiny", weights=lambda: PROV, progress=False)
+    generate_answers(items, template, out, cfg=FORCED, backend=first, provenance=PROV,
                      reuse=_reuse(tmp_path))  # fmt: skip
-    assert "model" in vars(first)  # decoded, so loaded
-    second = HFGenerator(model_cfg, progress=False)
+    assert "model" in vars(first.engine)  # decoded, so loaded
+    second = HFChatBackend(model_cfg, name="tiny", weights=lambda: PROV, progress=False)
     copy_out = out.with_name("copy.binary.jsonl")
-    summary = generate_answers(items, template, copy_out, cfg=FORCED, generator=second, provenance=PROV,
+    summary = generate_answers(items, template, copy_out, cfg=FORCED, backend=second, provenance=PROV,
                                reuse=_reuse(tmp_path))  # fmt: skip
-    assert summary["reused_from_identical_job"] == 5 and "model" not in vars(second)
+    assert summary["reused_from_identical_job"] == 5 and "model" not in vars(second.engine)
     assert [r["raw_output"] for r in read_jsonl(copy_out)] == [r["raw_output"] for r in read_jsonl(out)]
 
 
 def test_other_weights_or_prompts_decode_again(paths, tmp_path):
     items, template, out = paths
-    generate_answers(items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES), provenance=PROV,
+    generate_answers(items, template, out, cfg=CFG, backend=ScriptedBackend(REPLIES), provenance=PROV,
                      reuse=_reuse(tmp_path))  # fmt: skip
-    other_adapter = ScriptedGenerator(REPLIES)
-    generate_answers(items, template, out.with_name("b.jsonl"), cfg=CFG, generator=other_adapter,
+    other_adapter = ScriptedBackend(REPLIES)
+    generate_answers(items, template, out.with_name("b.jsonl"), cfg=CFG, backend=other_adapter,
                      provenance=PROV, reuse=_reuse(tmp_path, adapter_hash="b" * 64))  # fmt: skip
     assert len(other_adapter.asked) == 5
     template.write_text("{question}\nAnswer briefly.")
-    other_prompt = ScriptedGenerator(REPLIES)
-    generate_answers(items, template, out.with_name("c.jsonl"), cfg=CFG, generator=other_prompt,
+    other_prompt = ScriptedBackend(REPLIES)
+    generate_answers(items, template, out.with_name("c.jsonl"), cfg=CFG, backend=other_prompt,
                      provenance=PROV, reuse=_reuse(tmp_path))  # fmt: skip
     assert len(other_prompt.asked) == 5
 
@@ -368,12 +355,12 @@ def test_other_weights_or_prompts_decode_again(paths, tmp_path):
 def test_a_resumed_job_is_not_kept_for_reuse(paths, tmp_path):
     items, template, out = paths
     with pytest.raises(KeyboardInterrupt):
-        generate_answers(items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES, crash_after=1),
+        generate_answers(items, template, out, cfg=CFG, backend=ScriptedBackend(REPLIES, crash_after=1),
                          provenance=PROV, reuse=_reuse(tmp_path))  # fmt: skip
-    generate_answers(items, template, out, cfg=CFG, generator=ScriptedGenerator(REPLIES), provenance=PROV,
+    generate_answers(items, template, out, cfg=CFG, backend=ScriptedBackend(REPLIES), provenance=PROV,
                      reuse=_reuse(tmp_path))  # fmt: skip
-    again = ScriptedGenerator(REPLIES)
-    generate_answers(items, template, out.with_name("d.jsonl"), cfg=CFG, generator=again, provenance=PROV,
+    again = ScriptedBackend(REPLIES)
+    generate_answers(items, template, out.with_name("d.jsonl"), cfg=CFG, backend=again, provenance=PROV,
                      reuse=_reuse(tmp_path))  # fmt: skip
     assert len(again.asked) == 5
 
@@ -398,8 +385,8 @@ def test_weights_are_named_by_content_and_a_moving_hub_branch_is_never_reused(tm
     assert reply_reuse({"cache": True}, str(tmp_path), local, None) is not None
 
 
-class CrashingGenerator:
-    """A real generator that raises on its ``crash_at``-th generate call (a kill mid-job)."""
+class CrashingBackend:
+    """A real back-end that raises on its ``crash_at``-th complete call (a kill mid-job)."""
 
     def __init__(self, inner, crash_at: int) -> None:
         self.inner, self.crash_at, self.calls = inner, crash_at, 0
@@ -407,18 +394,19 @@ class CrashingGenerator:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def generate(self, *args, **kwargs):
+    def complete(self, *args, **kwargs):
         self.calls += 1
         if self.calls == self.crash_at:
             raise KeyboardInterrupt("simulated kill")
-        return self.inner.generate(*args, **kwargs)
+        return self.inner.complete(*args, **kwargs)
 
 
 def test_a_resumed_job_writes_the_bytes_of_an_uninterrupted_one(tiny_model, tmp_path):
     """With the real engine, sampled and scored: chunks are decoded alike whether or not the job
     was resumed, so the resumed file is byte-identical (rows decoded beside other companions
     would shift float32 scores)."""
-    from harmdrift.lm.engine import HFGenerator, HFModelConfig
+    from harmdrift.backends.hf_backend import HFChatBackend
+    from harmdrift.lm.engine import HFModelConfig
 
     items = tmp_path / "items.jsonl"
     write_jsonl(items, [{**ITEMS[i % 5], "id": f"D1-diff-{i}", "question": f"is the law {'a fact ' * i}?"}
@@ -428,17 +416,17 @@ def test_a_resumed_job_writes_the_bytes_of_an_uninterrupted_one(tiny_model, tmp_
     cfg = AnswerConfig(framing="binary", model_name="m0", params=GenParams(max_new_tokens=6, temperature=0.7),
                        forced=ForcedChoice(), checkpoint_every=3)  # fmt: skip
 
-    def generator():
+    def backend():
         model = HFModelConfig(model=tiny_model, dtype="float32", device="cpu", batch_size=2)
-        return HFGenerator(model, progress=False)
+        return HFChatBackend(model, name="tiny", weights=lambda: PROV, progress=False)
 
     whole = tmp_path / "whole.binary.jsonl"
-    generate_answers(items, template, whole, cfg=cfg, generator=generator(), provenance=PROV)
+    generate_answers(items, template, whole, cfg=cfg, backend=backend(), provenance=PROV)
     resumed = tmp_path / "resumed.binary.jsonl"
     with pytest.raises(KeyboardInterrupt):
-        generate_answers(items, template, resumed, cfg=cfg, generator=CrashingGenerator(generator(), 2),
+        generate_answers(items, template, resumed, cfg=cfg, backend=CrashingBackend(backend(), 2),
                          provenance=PROV)  # fmt: skip
     assert len(resumed.with_name(resumed.name + ".partial").read_text().splitlines()) == 3
-    summary = generate_answers(items, template, resumed, cfg=cfg, generator=generator(), provenance=PROV)
+    summary = generate_answers(items, template, resumed, cfg=cfg, backend=backend(), provenance=PROV)
     assert summary["reused_from_checkpoint"] == 3
     assert resumed.read_bytes() == whole.read_bytes()

@@ -10,7 +10,7 @@ what its post-deploy script installs, and what those pull in as their own depend
 
 Imports are read with ``ast`` (nothing is imported), and the env files are only parsed, so
 the test is fast and needs no conda. The venv's package metadata supplies the dependencies of
-each listed package; the venv is installed from the same pins (tests/unit/test_envs.py).
+each listed package; the venv is installed from the same pins (tests/workflow/test_envs.py).
 """
 
 from __future__ import annotations
