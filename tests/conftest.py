@@ -65,6 +65,24 @@ def validated_default_config() -> dict:
     return validate_config(config, ROOT / "config" / "schema.yaml")
 
 
+def rationale_checks(**changes):
+    """Stage I's rationale checks with fixed values (not the schema's defaults, so tests do not
+    move when those do), with ``changes``."""
+    from dataclasses import replace
+
+    from harmdrift.distill.checks import RationaleConfig
+
+    fixed = RationaleConfig(
+        min_sentences=2,
+        max_sentences=4,
+        max_quote_chars=40,
+        max_fix_rounds=2,
+        label_source="gold",
+        append_missing_conclusion=False,
+    )
+    return replace(fixed, **changes)
+
+
 @pytest.fixture(scope="session")
 def default_config() -> dict:
     """The default config as the workflow sees it (:func:`validated_default_config`)."""

@@ -48,3 +48,8 @@ _.num_key_value_heads  # lm.tiny.TinyShape
 
 # --- monkeypatched by perf/gpu_check.py where matplotlib is missing
 _.plot_loss  # harmdrift.train.run.plot_loss replaced by a no-op
+
+# --- record vocabularies for readers of the outputs, pinned by tests, read by no module
+BINARY_STATUSES  # core.parsing: every parse_status a binary answer record can hold
+MC_STATUSES  # core.parsing: every parse_status a 3-way answer record can hold
+_.cached  # backends.base.Completion: the response cache marks its hits for the caller

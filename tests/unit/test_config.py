@@ -168,7 +168,13 @@ def test_settings_built_from_config_take_no_defaults_of_their_own():
 
     from harmdrift.audit.judge import JudgeConfig
 
-    for cls, own in ((TrainConfig, {"save_steps"}), (JudgeConfig, set()), (RepairConfig, set())):
+    settings = (
+        (TrainConfig, {"save_steps"}),
+        (JudgeConfig, set()),
+        (RepairConfig, set()),
+        (RationaleConfig, set()),
+    )
+    for cls, own in settings:
         defaulted = {f.name for f in fields(cls) if (f.default, f.default_factory) != (MISSING, MISSING)}
         assert defaulted == own, cls.__name__
 
@@ -261,6 +267,7 @@ def test_paper_profile_is_valid_and_uses_the_paper_split():
     train = built["training"]  # DART's LoRA and schedule (the schema's defaults are the CPU profile's)
     assert (train.lora_r, train.lora_alpha, train.lora_dropout, train.epochs) == (16, 32, 0.05, 3)
     assert (train.scheduler, train.warmup_ratio, train.max_length) == ("cosine", 0.03, 1024)
+    assert train.learning_rate == 2e-4 and train.batch_size * train.grad_accum in range(16, 33)
 
 
 def test_unknown_judge_combine_rule_is_named():

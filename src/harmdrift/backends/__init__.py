@@ -1,4 +1,5 @@
-"""Chat back-ends for the teacher and the judge, behind one small interface.
+"""Chat back-ends for the teacher and the judge, behind one small interface; the local one
+(``hf_backend``) also runs the student's answers.
 
     from harmdrift.config import chat_backend, section_params
 

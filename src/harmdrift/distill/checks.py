@@ -14,17 +14,18 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|(?<=[.!?])[\"')\]]*$")
 
 @dataclass(frozen=True)
 class RationaleConfig:
-    """Checks and retries for teacher rationales (the ``distill`` config section)."""
+    """Checks and retries for teacher rationales (the ``distill`` config section; every
+    default is config/schema.yaml's, built by ``harmdrift.config.rationale_config``)."""
 
-    min_sentences: int = 2
-    max_sentences: int = 4
-    max_quote_chars: int = 40
-    max_fix_rounds: int = 2
-    label_source: str = "gold"
+    min_sentences: int
+    max_sentences: int
+    max_quote_chars: int
+    max_fix_rounds: int
+    label_source: str  # "gold" or "predicted": which label the teacher is told (no config key)
     # A reply with no conclusion line at all gets the target label's line appended before
     # the checks, instead of a fix round. Small local teachers often explain well
     # enough but forget the line; DART's own code asked the teacher again.
-    append_missing_conclusion: bool = False
+    append_missing_conclusion: bool
 
     def __post_init__(self) -> None:
         # Each key's range is config/schema.yaml's. label_source is no config key (the rule's

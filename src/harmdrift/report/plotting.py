@@ -57,7 +57,9 @@ def save_figure(fig, png: PathLike, pdf: PathLike | None) -> None:
     fig.tight_layout()
     for path in (png, pdf):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150)
+        # No creation date in the PDF, so a re-run writes the same bytes (the PNG has none).
+        metadata = {"CreationDate": None} if str(path).endswith(".pdf") else None
+        fig.savefig(path, dpi=150, metadata=metadata)
     plt.close(fig)
     logger.info("wrote %s and %s", png, pdf)
 

@@ -27,6 +27,14 @@ class CachedScorer:
     Each batch of new scores is committed as soon as it is computed, so an interrupted job
     keeps what it finished. Keys include the scorer's ``describe()``, so a different model,
     checkpoint or truncation never reuses another's scores.
+
+    What it saves is small on the default profile (embedded scorer, about 0.9 ms a text on the
+    2-core AMD EPYC, 2026-12-06): a fresh run reads 360 of its 506 scorings from here (M0's
+    explanations in every audit's pairs job and in Stage III), about 0.3 s of 2186 s of job
+    time. It is kept because it also gives every job the same number for the same text (M0's
+    explanation is screened against each tuned model with one score, whatever threads a job
+    ran with), and because the Detoxify and Hugging Face scorers cost far more a text (not
+    measured here: their weights are not on this machine).
     """
 
     def __init__(

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from conftest import rationale_checks
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.io import read_jsonl, write_jsonl
 from harmdrift.distill.checks import (
-    RationaleConfig,
     canonical_rationale,
     check_rationale,
     count_sentences,
@@ -20,7 +20,7 @@ from harmdrift.distill.rationales import write_rationales
 from harmdrift.distill.teacher import TeacherFiles
 
 ROOT = Path(__file__).resolve().parents[3]
-CFG = RationaleConfig()
+CFG = rationale_checks()
 GOOD_YES = (
     "Census data show a real gap between the two countries. The difference is far above five points."
     "\nConclusion: YES"
@@ -168,7 +168,7 @@ def test_nothing_kept_still_writes_the_drops_for_diagnosis(tmp_path, caplog):
 
 
 def test_predicted_label_mode_trains_on_the_teachers_own_label(tmp_path):
-    cfg = RationaleConfig(label_source="predicted")
+    cfg = replace(CFG, label_source="predicted")
     table = {
         ("D1-diff-1", 0): GOOD_NO,  # rationale round, for the label the teacher predicted
         ("D1-equal-1", 0): GOOD_NO,
@@ -185,7 +185,7 @@ def test_predicted_label_mode_trains_on_the_teachers_own_label(tmp_path):
 
 
 def test_no_prediction_means_dropped(tmp_path):
-    cfg = RationaleConfig(label_source="predicted")
+    cfg = replace(CFG, label_source="predicted")
     summary, _, kept, dropped = run(tmp_path, {("D1-equal-1", 0): GOOD_NO}, cfg, {"D1-equal-1": "NO"})
     assert [r["id"] for r in dropped] == ["D1-diff-1"]
     assert dropped[0]["reason"] == "teacher gave no YES/NO answer"
@@ -199,13 +199,13 @@ def test_canonical_rationale_keeps_one_conclusion():
 
 def test_bad_bounds_name_the_key():
     with pytest.raises(ValueError, match="distill.min_sentences"):
-        RationaleConfig(min_sentences=5, max_sentences=2)
+        replace(CFG, min_sentences=5, max_sentences=2)
     with pytest.raises(ValueError, match="label_source"):
-        RationaleConfig(label_source="oracle")
+        replace(CFG, label_source="oracle")
 
 
 def test_missing_conclusion_is_appended_when_configured(tmp_path):
-    cfg = RationaleConfig(append_missing_conclusion=True)
+    cfg = replace(CFG, append_missing_conclusion=True)
     table = {
         ("D1-diff-1", 0): "Census data show a real gap. The figures differ widely.",
         ("D1-equal-1", 0): GOOD_NO,
@@ -217,7 +217,7 @@ def test_missing_conclusion_is_appended_when_configured(tmp_path):
 
 
 def test_a_wrong_conclusion_is_never_overwritten(tmp_path):
-    cfg = RationaleConfig(append_missing_conclusion=True, max_fix_rounds=0)
+    cfg = replace(CFG, append_missing_conclusion=True, max_fix_rounds=0)
     summary, _, kept, dropped = run(tmp_path, {("D1-diff-1", 0): GOOD_NO, ("D1-equal-1", 0): GOOD_NO}, cfg)
     assert dropped[0]["reason"].startswith("wrong conclusion")
 
@@ -238,7 +238,7 @@ def test_a_local_teacher_predicts_by_likelihood(tmp_path):
             self.chose = [c[0]["content"] for c in conversations]
             return ["YES", "NO"]
 
-    cfg = RationaleConfig(label_source="predicted")
+    cfg = replace(CFG, label_source="predicted")
     split = tmp_path / "train.jsonl"
     write_jsonl(split, items())
     prompts = ROOT / "config" / "prompts"

@@ -316,6 +316,8 @@ def test_an_identical_job_reads_the_earlier_replies_and_writes_its_own_records(p
     for a, b in zip(original, copied, strict=True):
         for field in ("raw_output", "prediction", "n_new_tokens", "finish_reason", "forced_scores"):
             assert a[field] == b[field], field
+        # In the options' order, as decoded, though the store keeps JSON with sorted keys.
+        assert list(b["forced_scores"]) == list(a["forced_scores"]) == ["YES", "NO"]
 
 
 def test_an_identical_job_never_loads_the_weights(paths, tmp_path, tiny_model):

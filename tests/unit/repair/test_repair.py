@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import validated_default_config
+from conftest import rationale_checks, validated_default_config
 from harmdrift.backends import Completion
 from harmdrift.backends.scripted import ScriptedBackend
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.io import DataError, read_jsonl, write_jsonl
 from harmdrift.core.stats import drift_reduction
-from harmdrift.distill.checks import RationaleConfig
 from harmdrift.distill.teacher import TeacherFiles
 from harmdrift.repair.cases import read_drift_cases
 from harmdrift.repair.config import RepairConfig, severity_weight
@@ -27,7 +26,7 @@ from harmdrift.train.examples import load_examples
 ROOT = Path(__file__).resolve().parents[3]
 PROMPTS = ROOT / "config" / "prompts"
 PARAMS = GenParams(max_new_tokens=64, temperature=0.0)
-CFG = RationaleConfig(max_fix_rounds=1)
+CFG = rationale_checks(max_fix_rounds=1)
 
 
 def repair_section() -> dict:

@@ -288,3 +288,15 @@ def test_caption_renders_as_snakemake_would(caption):
     text = env.from_string((REPORT_DIR / caption).read_text()).render(snakemake=snakemake)
     body = core.publish_parts(text, writer="html", settings_overrides={"halt_level": 2})["body"]
     assert len(body) > 100
+
+
+def test_a_saved_pdf_holds_no_creation_date(tmp_path):
+    """Nothing time-dependent in the PDF: a re-run of the report writes identical files."""
+    import matplotlib.pyplot as plt
+
+    from harmdrift.report.plotting import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    save_figure(fig, tmp_path / "f.png", None)
+    assert b"/CreationDate" not in (tmp_path / "f.pdf").read_bytes()
