@@ -32,6 +32,14 @@ def tiny_model(tmp_path_factory) -> str:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
 
 
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model):
+    """The tiny model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Torch on one thread in the test process: the tests' models are tiny, so a second thread

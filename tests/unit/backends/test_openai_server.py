@@ -11,6 +11,7 @@ import pytest
 from conftest import validated_default_config
 from harmdrift.backends import BackendError
 from harmdrift.backends.openai_backend import OpenAIChatBackend
+from judge_rows import judge_pairs
 
 KEY_ENV = "HARMDRIFT_TEST_SERVER_KEY"
 SECRET = "sk-test-never-written-anywhere"
@@ -23,24 +24,6 @@ def api_key(monkeypatch):
 
 ROOT = Path(__file__).resolve().parents[3]
 JUDGE_TEMPLATE = ROOT / "config/prompts/judge_drift.txt"
-
-
-def judge_pairs(n: int) -> list[dict]:
-    """Screened pairs as pair_answers writes them (only the fields the judge reads matter)."""
-    return [
-        {
-            "id": f"D1-{i}",
-            "benchmark": "D1",
-            "condition": "diff",
-            "gold_label": "YES",
-            "question": f"Question {i}? (a) law (b) fact (c) the same",
-            "base": {"analysis": "the law is the same"},
-            "tuned": {"analysis": "groups are treated differently because fact"},
-            "delta": 0.2,
-            "screened": True,
-        }
-        for i in range(n)
-    ]
 
 
 # ---------------------------------------------------------------- judge replies from a scripted stub server

@@ -81,6 +81,20 @@ FORCED = AnswerConfig(
 PROV = {"kind": "local", "model": "scripted"}
 
 
+def crash_after_first_chunk(items, template, out, cfg: AnswerConfig, **kwargs) -> None:
+    """Run the job with a back-end that is killed after its first chunk (a crash mid-job)."""
+    with pytest.raises(KeyboardInterrupt):
+        generate_answers(
+            items,
+            template,
+            out,
+            cfg=cfg,
+            backend=ScriptedBackend(REPLIES, crash_after=1),
+            provenance=PROV,
+            **kwargs,
+        )
+
+
 @pytest.fixture
 def paths(tmp_path):
     items = tmp_path / "test.jsonl"
@@ -108,15 +122,7 @@ def test_records_in_item_order_with_parsed_predictions(paths):
 
 def test_interrupted_run_resumes_without_redoing_work(paths):
     items, template, out = paths
-    with pytest.raises(KeyboardInterrupt):
-        generate_answers(
-            items,
-            template,
-            out,
-            cfg=CFG,
-            backend=ScriptedBackend(REPLIES, crash_after=1),
-            provenance=PROV,
-        )
+    crash_after_first_chunk(items, template, out, CFG)
     assert not out.exists()
     checkpoint = out.with_name(out.name + ".partial")
     assert len(checkpoint.read_text().splitlines()) == 2  # the first batch survived
@@ -130,15 +136,7 @@ def test_interrupted_run_resumes_without_redoing_work(paths):
 
 def test_changed_settings_invalidate_the_checkpoint(paths):
     items, template, out = paths
-    with pytest.raises(KeyboardInterrupt):
-        generate_answers(
-            items,
-            template,
-            out,
-            cfg=CFG,
-            backend=ScriptedBackend(REPLIES, crash_after=1),
-            provenance=PROV,
-        )
+    crash_after_first_chunk(items, template, out, CFG)
     changed = AnswerConfig(
         framing="binary", model_name="m0", params=GenParams(max_new_tokens=9), checkpoint_every=2
     )
@@ -149,15 +147,7 @@ def test_changed_settings_invalidate_the_checkpoint(paths):
 
 def test_damaged_checkpoint_line_is_tolerated(paths):
     items, template, out = paths
-    with pytest.raises(KeyboardInterrupt):
-        generate_answers(
-            items,
-            template,
-            out,
-            cfg=CFG,
-            backend=ScriptedBackend(REPLIES, crash_after=1),
-            provenance=PROV,
-        )
+    crash_after_first_chunk(items, template, out, CFG)
     checkpoint = out.with_name(out.name + ".partial")
     with checkpoint.open("a") as handle:
         handle.write('{"id": "D1-diff-2", "raw_out')  # a crash mid-write
@@ -214,15 +204,7 @@ def test_forced_choice_off_adds_nothing(paths):
 def test_records_without_forced_fields_are_not_resumed(paths):
     """A checkpoint from before the forced choice (or without it) is regenerated, not reused."""
     items, template, out = paths
-    with pytest.raises(KeyboardInterrupt):
-        generate_answers(
-            items,
-            template,
-            out,
-            cfg=CFG,
-            backend=ScriptedBackend(REPLIES, crash_after=1),
-            provenance=PROV,
-        )
+    crash_after_first_chunk(items, template, out, CFG)
     again = ScriptedBackend(REPLIES)
     summary = generate_answers(items, template, out, cfg=FORCED, backend=again, provenance=PROV)
     assert again.asked == [i["id"] for i in ITEMS]
@@ -232,15 +214,7 @@ def test_records_without_forced_fields_are_not_resumed(paths):
 
 def test_matching_fingerprint_without_forced_scores_is_not_reused(paths):
     items, template, out = paths
-    with pytest.raises(KeyboardInterrupt):
-        generate_answers(
-            items,
-            template,
-            out,
-            cfg=FORCED,
-            backend=ScriptedBackend(REPLIES, crash_after=1),
-            provenance=PROV,
-        )
+    crash_after_first_chunk(items, template, out, FORCED)
     checkpoint = out.with_name(out.name + ".partial")
     rows = [json.loads(line) for line in checkpoint.read_text().splitlines()]
     rows[0].pop("forced_scores")
@@ -356,9 +330,7 @@ def test_other_weights_or_prompts_decode_again(paths, tmp_path):
 
 def test_a_resumed_job_is_not_kept_for_reuse(paths, tmp_path):
     items, template, out = paths
-    with pytest.raises(KeyboardInterrupt):
-        generate_answers(items, template, out, cfg=CFG, backend=ScriptedBackend(REPLIES, crash_after=1),
-                         provenance=PROV, reuse=_reuse(tmp_path))  # fmt: skip
+    crash_after_first_chunk(items, template, out, CFG, reuse=_reuse(tmp_path))
     generate_answers(items, template, out, cfg=CFG, backend=ScriptedBackend(REPLIES), provenance=PROV,
                      reuse=_reuse(tmp_path))  # fmt: skip
     again = ScriptedBackend(REPLIES)

@@ -19,6 +19,7 @@ from conftest import validated_default_config
 from harmdrift.backends import BackendError, CachedBackend, ResponseCache
 from harmdrift.backends.openai_backend import OpenAIChatBackend
 from harmdrift.core.decoding import GenParams
+from judge_rows import judge_pairs
 
 pytestmark = pytest.mark.slow
 
@@ -146,20 +147,7 @@ def test_rationales_rule_through_the_server_then_from_the_cache(server, tiny_mod
         for i in range(3)
     ]
     write_jsonl(tmp_path / "train.jsonl", items)
-    teacher = {
-        **_validated_defaults()["teacher"],
-        "backend": "openai",
-        "model": tiny_model,
-        "base_url": url,
-        "api_key_env": KEY_ENV,
-        "concurrency": 2,
-        "max_retries": 1,
-        "timeout_s": 60,
-        "temperature": 0.2,
-        "top_p": 0.9,
-        "seed": 3,
-        "max_new_tokens": 12,
-    }
+    teacher = served_section(_validated_defaults()["teacher"], url, tiny_model, seed=3, max_new_tokens=12)
     distill = {
         "min_sentences": 1,
         "max_sentences": 4,
@@ -209,10 +197,11 @@ def _validated_defaults() -> dict:
     return validated_default_config()
 
 
-def judge_section(url: str, model: str, **changes) -> dict:
-    """An ``audit.judge`` config section for an OpenAI-compatible judge (schema defaults filled)."""
+def served_section(defaults: dict, url: str, model: str, **changes) -> dict:
+    """A chat back-end config section (``defaults``: the schema-filled section) that asks the
+    test server."""
     return {
-        **_validated_defaults()["audit"]["judge"],
+        **defaults,
         "backend": "openai",
         "model": model,
         "base_url": url,
@@ -222,6 +211,13 @@ def judge_section(url: str, model: str, **changes) -> dict:
         "timeout_s": 60,
         "temperature": 0.2,
         "top_p": 0.9,
+        **changes,
+    }
+
+
+def judge_section(url: str, model: str, **changes) -> dict:
+    """An ``audit.judge`` config section for an OpenAI-compatible judge (schema defaults filled)."""
+    judge = {
         "seed": 5,
         "max_new_tokens": 8,
         "max_reasks": 2,
@@ -230,26 +226,8 @@ def judge_section(url: str, model: str, **changes) -> dict:
         "combine": "both",
         "scope": "screened",
         "check_floor": 0.75,
-        **changes,
     }
-
-
-def judge_pairs(n: int) -> list[dict]:
-    """Screened pairs as pair_answers writes them (only the fields the judge reads matter)."""
-    return [
-        {
-            "id": f"D1-{i}",
-            "benchmark": "D1",
-            "condition": "diff",
-            "gold_label": "YES",
-            "question": f"Question {i}? (a) law (b) fact (c) the same",
-            "base": {"analysis": "the law is the same"},
-            "tuned": {"analysis": "groups are treated differently because fact"},
-            "delta": 0.2,
-            "screened": True,
-        }
-        for i in range(n)
-    ]
+    return served_section(_validated_defaults()["audit"]["judge"], url, model, **{**judge, **changes})
 
 
 def test_the_judge_through_the_server_re_asks_then_records_garbage_as_unscored(

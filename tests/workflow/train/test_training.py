@@ -6,58 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import replace
 
 import pytest
 import torch
 
-from conftest import validated_default_config
-from harmdrift.config import train_config
-from harmdrift.train.config import TrainConfig
 from harmdrift.train.examples import WeightedChatCollator, encode_examples, load_examples
 from harmdrift.train.model import attach_adapter, load_base_model
 from harmdrift.train.run import build_trainer, train_adapter
-
-REPLY = "yes so it is the same Conclusion: YES"
-FAST = {"lora_r": 4, "lora_alpha": 8, "dtype": "float32", "logging_steps": 1, "warmup_ratio": 0.0}
-
-
-def train_cfg(**overrides) -> TrainConfig:
-    """The default profile's training settings (config/config.yaml with the schema's defaults
-    filled), with ``overrides``: TrainConfig takes no defaults of its own."""
-    config = validated_default_config()
-    return replace(train_config(config["training"], config["student"]), **overrides)
-
-
-def chat(question: str, reply: str = REPLY) -> list[dict]:
-    return [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
-
-
-def write_examples(path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
-
-
-def repetitive_rows(n: int = 8) -> list[dict]:
-    """Examples of a few lengths that all share one reply: easy to learn in a few steps."""
-    questions = ["the question", "is the law a fact", "groups are treated differently because law"]
-    return [{"id": f"q{i}", "messages": chat(questions[i % 3])} for i in range(n)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The tiny model's matmuls are far too small for threading to pay; a second thread only waits.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model)
+from training_rows import FAST, chat, repetitive_rows, train_cfg, write_examples
 
 
 @pytest.fixture(scope="module")
