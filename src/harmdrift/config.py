@@ -19,7 +19,7 @@ import yaml
 from harmdrift.audit.judge import JudgeConfig
 from harmdrift.backends import BackendConfig, get_backend
 from harmdrift.core.decoding import GenParams
-from harmdrift.core.runtime import check_4bit, check_4bit_support
+from harmdrift.core.runtime import check_4bit_support
 from harmdrift.data.splits import SplitConfig
 from harmdrift.distill.checks import RationaleConfig
 from harmdrift.lm.engine import HFModelConfig
@@ -271,7 +271,7 @@ def check_config(config: dict, *, defer_api_keys: bool = False) -> None:
                 problems.append(missing)
     for name, section, spec in models:
         if name not in failed:  # else its own rules have named what is wrong
-            _check_quantization(problems, name, section, spec)
+            _check_quantization(problems, name, section)
     hub = [(f"{name}.model", spec.ref, sec["revision"]) for name, sec, spec in models if spec.kind == "hub"]
     scorer = audit["scorer"]
     if scorer["kind"] == "hf" and scorer["model"] is not None:
@@ -315,17 +315,11 @@ def check_api_keys(config: dict) -> None:
         raise _problems_error(problems)
 
 
-def _check_quantization(problems: list[str], name: str, section: dict, spec: ModelSpec) -> None:
-    """4bit fails here rather than in the first model job: on an embedded model, or where this
-    machine lacks bitsandbytes or a CUDA GPU for the configured device."""
-    if section["quantization"] != "4bit":
-        return
-    key = f"{name}.quantization"
+def _check_quantization(problems: list[str], name: str, section: dict) -> None:
+    """4bit fails here rather than in the first model job where this machine cannot load NF4
+    weights on the configured device (no bitsandbytes, or no kernels for it)."""
     with _noting(problems):
-        if spec.kind == "embedded":
-            check_4bit("4bit", section["device"], key=key)  # the device's refusal comes first
-            raise ConfigError(f"config key {key}: 4bit is for large hub/local models, not embedded ones")
-        check_4bit_support("4bit", section["device"], key=key)
+        check_4bit_support(section["quantization"], section["device"], key=f"{name}.quantization")
 
 
 # What huggingface_hub reads as true (its constants.ENV_VARS_TRUE_VALUES).

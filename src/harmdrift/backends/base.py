@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from harmdrift.core.decoding import GenParams
-from harmdrift.core.runtime import check_4bit
 
 StopCheck = Callable[[str], bool]
 
@@ -183,8 +182,6 @@ class BackendConfig:
         # teacher and the judge, and the config check says which section it was.
         if self.backend == "openai":
             self._check_openai()
-        if self.backend == "hf":
-            check_4bit(self.quantization, self.device)
         if (self.price_prompt_per_mtok is None) != (self.price_completion_per_mtok is None):
             raise ValueError(
                 "config keys price_prompt_per_mtok / price_completion_per_mtok: set both or neither"

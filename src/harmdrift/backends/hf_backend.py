@@ -91,10 +91,11 @@ class HFChatBackend:
         return self.engine.render(conversation)
 
     def decoding_settings(self) -> dict:
-        """What besides the decoding parameters can change a reply: dtype, device and batching
-        (batch composition changes padding, which nudges low-precision logits)."""
+        """What besides the decoding parameters can change a reply: dtype, quantisation, device
+        and batching (batch composition changes padding, which nudges low-precision logits)."""
         return {
             "dtype": self.engine.dtype_name,
+            "quantization": self.engine.quantization,
             "device": self.engine.device,
             "batch_size": self.model.batch_size,
             "sort_by_length": self.model.sort_by_length,

@@ -48,61 +48,62 @@ def pick_device(device: str, key: str = "device") -> str:
     return device
 
 
-def check_4bit(quantization: str, device: str, key: str = "quantization") -> None:
-    """4-bit loading runs on bitsandbytes' CUDA kernels only.
-
-    ``device`` may be the configured value (then auto passes) or the one :func:`pick_device`
-    resolved at load time. Config validation asks :func:`check_4bit_support`, which also
-    resolves auto and looks for bitsandbytes on the machine that validates.
-
-    Raises:
-        DeviceError: naming ``key`` when 4bit meets a device that is not a GPU.
-    """
-    if quantization == "4bit" and device not in ("cuda", "auto"):
-        raise DeviceError(
-            f"config key {key}: 4bit needs a CUDA GPU (bitsandbytes NF4 kernels), but the device is "
-            f"{device}; set it to none to run on CPU"
-        )
-
-
 def check_4bit_support(quantization: str, device: str, key: str = "quantization") -> None:
-    """What :func:`check_4bit` leaves to load time, asked of this machine before any job starts.
+    """Can this machine load 4-bit weights on ``device``? Asked before any job starts (config
+    validation, for the configured device) and again where a model loads (for the device the
+    job resolved), so a job that lands on another machine still fails with the key named.
 
-    4bit needs a CUDA GPU for the device the job would use (auto resolved as
-    :func:`pick_device` does), since NF4 weights are placed whole on GPU 0, and bitsandbytes
-    importable with its CUDA library loaded. torch and bitsandbytes are imported only when 4bit
-    is asked for.
+    bitsandbytes 0.50.2 has NF4 kernels for CPUs (its default and CPU back-ends) and for CUDA
+    GPUs (its CUDA library); ``auto`` is resolved as :func:`pick_device` does. ``cuda`` asked
+    for on a machine without a GPU (a cluster's login node validating a run whose jobs go to
+    GPU nodes) is left to the job's machine, where :func:`pick_device` refuses first if it has
+    no GPU either. torch and bitsandbytes are imported only when 4bit is asked for.
 
     Raises:
         DeviceError: naming ``key``, with what to change.
     """
     if quantization != "4bit":
         return
-    check_4bit(quantization, device, key)
     import torch
 
-    if not torch.cuda.is_available():
-        asked = "device auto resolves to cpu" if device == "auto" else "device cuda was asked for"
-        raise DeviceError(
-            f"config key {key}: 4bit needs a CUDA GPU (bitsandbytes NF4 kernels), but {asked} and "
-            "torch sees no CUDA GPU on this machine; set it to none to run on CPU"
-        )
+    resolved = device if device == "cuda" else pick_device(device)
+    quiet_hub_kernel_notice()
     try:
         import bitsandbytes
     except Exception as err:  # ImportError, or a native library that fails while loading
         raise DeviceError(
             f"config key {key}: 4bit needs bitsandbytes, which cannot be imported here "
-            f"({type(err).__name__}: {err}); install it (pip install -e '.[gpu]') or set it to none"
+            f"({type(err).__name__}: {err}); install it (pip install bitsandbytes==0.50.2) or set "
+            "it to none"
         ) from None
+    if resolved not in getattr(bitsandbytes, "supported_torch_devices", ("cpu", "cuda")):
+        raise DeviceError(
+            f"config key {key}: bitsandbytes {bitsandbytes.__version__} has no 4-bit kernels for "
+            f"device {resolved}; set it to none"
+        )
+    if resolved != "cuda" or not torch.cuda.is_available():
+        return
     # bitsandbytes falls back to a stand-in library when its CUDA one does not load (a CUDA
     # version it was not built for); 4-bit loading then fails at the first weight.
     library = getattr(getattr(bitsandbytes, "cextension", None), "lib", None)
     if getattr(library, "compiled_with_cuda", True) is False:
         raise DeviceError(
-            f"config key {key}: 4bit needs bitsandbytes' CUDA kernels, but its CUDA library did not "
-            "load on this machine (python -m bitsandbytes says why); reinstall bitsandbytes for "
-            "this CUDA version, or set it to none"
+            f"config key {key}: 4bit on cuda needs bitsandbytes' CUDA kernels, but its CUDA library "
+            "did not load on this machine (python -m bitsandbytes says why); reinstall bitsandbytes "
+            "for this CUDA version, run on the CPU (device: cpu), or set it to none"
         )
+
+
+def _not_the_hub_kernel_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward from kernels-community")
+
+
+def quiet_hub_kernel_notice() -> None:
+    """Drop one warning bitsandbytes logs on import on AVX-512-BF16 CPUs: that its optional
+    ``kernels`` package (which downloads a kernel from the Hugging Face hub) is missing. The
+    pipeline never installs it, on purpose (runs are offline); bitsandbytes then uses its own
+    kernels, which is what every other CPU runs. Its other messages are kept."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_not_the_hub_kernel_notice)
 
 
 def pick_dtype(dtype: str, device: str, *, allow_fp16: bool = True):
@@ -127,7 +128,8 @@ def pick_dtype(dtype: str, device: str, *, allow_fp16: bool = True):
 
 
 def nf4_quantization(compute_dtype):
-    """QLoRA's 4-bit loading: NF4 weights with double quantisation (bitsandbytes, GPU only)."""
+    """QLoRA's 4-bit loading: NF4 weights with double quantisation, computing in
+    ``compute_dtype`` (the resolved dtype: float32 on CPUs, bf16 on GPUs that have it)."""
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -138,10 +140,28 @@ def nf4_quantization(compute_dtype):
     )
 
 
-def quantized_load_kwargs(quantization: str, compute_dtype) -> dict:
+def quantized_load_kwargs(quantization: str, compute_dtype, device: str) -> dict:
     """What ``from_pretrained`` needs on top of dtype for this quantization, for generation and
-    training alike: nothing for none; for 4bit, NF4 weights placed whole on the first GPU
-    (bitsandbytes cannot move a quantised model afterwards)."""
+    training alike: nothing for none; for 4bit, NF4 weights placed whole on ``device`` (the CPU,
+    or the first GPU: bitsandbytes cannot move a quantised model afterwards)."""
     if quantization != "4bit":
         return {}
-    return {"quantization_config": nf4_quantization(compute_dtype), "device_map": {"": 0}}
+    placement = {"": 0} if device == "cuda" else {"": device}
+    return {"quantization_config": nf4_quantization(compute_dtype), "device_map": placement}
+
+
+def quantization_record(quantization: str, compute_dtype) -> dict:
+    """How the weights were quantised, for provenance (train_config.json, generation records):
+    ``{"method": "none"}``, or bitsandbytes' 4-bit settings and its version."""
+    if quantization != "4bit":
+        return {"method": "none"}
+    import bitsandbytes
+
+    settings = nf4_quantization(compute_dtype)
+    return {
+        "method": "bitsandbytes-4bit",
+        "quant_type": settings.bnb_4bit_quant_type,
+        "double_quant": settings.bnb_4bit_use_double_quant,
+        "compute_dtype": str(compute_dtype).replace("torch.", ""),
+        "bitsandbytes": bitsandbytes.__version__,
+    }

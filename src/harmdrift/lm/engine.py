@@ -11,7 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harmdrift.core.decoding import GenParams
-from harmdrift.core.runtime import check_4bit, pick_device, pick_dtype, quantized_load_kwargs
+from harmdrift.core.runtime import (
+    check_4bit_support,
+    pick_device,
+    pick_dtype,
+    quantization_record,
+    quantized_load_kwargs,
+)
 from harmdrift.lm.batch import LiveBatch, Row, inputs_after_prefix
 from harmdrift.lm.forced import ForcedChoice, ForcedScorer
 from harmdrift.lm.groups import group_rows, inputs_after_heads, pack_groups, run_heads, tail_passes
@@ -42,6 +48,35 @@ class HFModelConfig:
     sort_by_length: bool = True
 
 
+def keep_compute_dtype(model, dtype) -> int:
+    """Make a 4-bit model's inference compute in ``dtype``, as its training did.
+
+    On CPUs with AVX-512-BF16, bitsandbytes 0.50.2 repacks each ``Linear4bit`` the first time it
+    runs without gradients and from then on multiplies in bf16, whatever the compute dtype: the
+    same config then gave other numbers on such a CPU than on an AVX2 one, and the adapter was
+    evaluated on other arithmetic than it was trained with (SmolLM2-135M in NF4, fp32 compute:
+    last-token logits off by up to 0.25 from the fp32 path, measured on a 2-core AMD EPYC with
+    AVX-512-BF16). Its module flag ``support_avx512bf16_for_cpu`` switches the repacking off;
+    tests/unit/lm/test_bitsandbytes_contract.py checks that the flag still does that. Nothing
+    changes for a bf16 compute dtype (then the repacked kernel computes in the asked dtype).
+
+    Returns:
+        How many layers were switched.
+    """
+    import torch
+
+    if dtype == torch.bfloat16:
+        return 0
+    from bitsandbytes.nn import Linear4bit
+
+    switched = 0
+    for module in model.modules():
+        if isinstance(module, Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            switched += 1
+    return switched
+
+
 @dataclass(frozen=True)
 class Generation:
     """One model reply: the text, how many tokens it took, and why it ended."""
@@ -63,7 +98,7 @@ class HFGenerator:
         self.cfg = cfg
         self.progress = progress
         self.device = pick_device(cfg.device)
-        check_4bit(cfg.quantization, self.device)
+        check_4bit_support(cfg.quantization, self.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
         self.tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
@@ -79,7 +114,7 @@ class HFGenerator:
 
         cfg = self.cfg
         started = time.perf_counter()
-        load_kwargs = quantized_load_kwargs(cfg.quantization, self.dtype)
+        load_kwargs = quantized_load_kwargs(cfg.quantization, self.dtype, self.device)
         model = AutoModelForCausalLM.from_pretrained(
             cfg.model, revision=cfg.revision, dtype=self.dtype, **load_kwargs
         )
@@ -92,6 +127,8 @@ class HFGenerator:
                 model = model.merge_and_unload()
         if cfg.quantization == "none":
             model = model.to(self.device)
+        else:
+            keep_compute_dtype(model, self.dtype)
         logger.info(
             "loaded %s%s on %s as %s in %.1fs",
             cfg.model,
@@ -105,6 +142,11 @@ class HFGenerator:
     @property
     def dtype_name(self) -> str:
         return str(self.dtype).replace("torch.", "")
+
+    @property
+    def quantization(self) -> dict:
+        """How the weights are (or will be) quantised, for provenance."""
+        return quantization_record(self.cfg.quantization, self.dtype)
 
     def render(self, conversation: list[dict]) -> str:
         """The exact prompt text the model sees (chat template applied)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from harmdrift.core.runtime import check_4bit, pick_dtype, quantized_load_kwargs
+from harmdrift.core.runtime import check_4bit_support, pick_dtype, quantized_load_kwargs
 from harmdrift.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -27,19 +27,19 @@ def check_train_quantization(cfg: TrainConfig, device: str) -> None:
 
     Training takes its quantization from the student section (QLoRA = student.quantization: 4bit).
     """
-    check_4bit(cfg.quantization, device, key="student.quantization")
+    check_4bit_support(cfg.quantization, device, key="student.quantization")
 
 
 def load_base_model(base_model: str, cfg: TrainConfig, dtype, device: str, revision: str | None = None):
-    """Load the frozen base model, 4-bit quantised for QLoRA when configured."""
+    """Load the frozen base model, 4-bit quantised for QLoRA when configured.
+
+    QLoRA's NF4 weights compute in the resolved training dtype (float32 on CPUs, bf16 on GPUs
+    that have it), as generation does, so an adapter is evaluated on the arithmetic it was
+    trained with.
+    """
     from transformers import AutoModelForCausalLM
 
-    compute_dtype = None
-    if cfg.quantization == "4bit":
-        import torch
-
-        compute_dtype = torch.bfloat16  # QLoRA computes in bf16 whatever the dtype setting
-    kwargs = quantized_load_kwargs(cfg.quantization, compute_dtype)
+    kwargs = quantized_load_kwargs(cfg.quantization, dtype, device)
     model = AutoModelForCausalLM.from_pretrained(base_model, revision=revision, dtype=dtype, **kwargs)
     model.config.use_cache = False  # a KV cache is useless in training and costs memory
     if cfg.quantization == "4bit":

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harmdrift.core.io import file_sha256, share_like_open, write_json
-from harmdrift.core.runtime import pick_device
+from harmdrift.core.runtime import pick_device, quantization_record
 from harmdrift.train.config import TrainConfig
 from harmdrift.train.examples import WeightedChatCollator, encode_examples, load_examples
 from harmdrift.train.loss import trainer_classes
@@ -302,7 +302,7 @@ def train_adapter(
     Raises:
         ValueError: for a bad example row (naming file and line), an unusable chat template, or
             when every example is too long.
-        RuntimeError: for ``quantization: 4bit`` without a CUDA GPU.
+        DeviceError: for ``quantization: 4bit`` where bitsandbytes cannot run on this device.
     """
 
     out_dir = Path(out_dir)
@@ -352,6 +352,7 @@ def train_adapter(
         "examples_sha256": examples_sha,
         "counts": counts,
         "device": device,
+        "quantization": quantization_record(cfg.quantization, dtype),
         "resumed_from": resume,
         "wall_s": time.perf_counter() - started,
     }

@@ -148,9 +148,16 @@ def test_top_p_filters_the_tail():
     assert picked == {0, 1}
 
 
-def test_4bit_on_cpu_is_a_clear_error(tiny_model):
-    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
-        HFGenerator(HFModelConfig(model=tiny_model, quantization="4bit", device="cpu"), progress=False)
+def test_4bit_generation_runs_on_the_cpu_and_is_seeded_per_item(tiny_model):
+    from bitsandbytes.nn import Linear4bit
+
+    generator = make(tiny_model, quantization="4bit")
+    assert isinstance(generator.model.model.layers[0].self_attn.q_proj, Linear4bit)
+    assert generator.quantization["method"] == "bitsandbytes-4bit"
+    params = GenParams(max_new_tokens=6, temperature=1.0, top_p=1.0, seed=3)
+    first = [g.text for g in generator.generate(CONVERSATIONS, params, keys=KEYS)]
+    alone = generator.generate(CONVERSATIONS[2:3], params, keys=KEYS[2:3])[0].text
+    assert alone == first[2]  # each item's reply follows its own key, not its batch
 
 
 def test_keys_must_match_conversations(tiny_model):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from harmdrift.lm.convert import find_embedded_file
@@ -63,20 +65,42 @@ def test_quantized_load_kwargs_are_built_in_one_place():
 
     from harmdrift.core.runtime import quantized_load_kwargs
 
-    assert quantized_load_kwargs("none", torch.float32) == {}
-    kwargs = quantized_load_kwargs("4bit", torch.bfloat16)
-    assert kwargs["device_map"] == {"": 0}
-    assert kwargs["quantization_config"].bnb_4bit_quant_type == "nf4"
+    assert quantized_load_kwargs("none", torch.float32, "cpu") == {}
+    on_gpu = quantized_load_kwargs("4bit", torch.bfloat16, "cuda")
+    assert on_gpu["device_map"] == {"": 0}  # whole on the first GPU: NF4 weights cannot move later
+    assert on_gpu["quantization_config"].bnb_4bit_quant_type == "nf4"
+    on_cpu = quantized_load_kwargs("4bit", torch.float32, "cpu")
+    assert on_cpu["device_map"] == {"": "cpu"}
+    assert on_cpu["quantization_config"].bnb_4bit_compute_dtype == torch.float32
 
 
-def test_4bit_check_names_the_key_and_waits_for_auto():
-    from harmdrift.core.runtime import DeviceError, check_4bit
+def test_quantization_record_says_how_the_weights_were_quantised():
+    import bitsandbytes
+    import torch
 
-    check_4bit("4bit", "cuda", "student.quantization")
-    check_4bit("4bit", "auto", "student.quantization")  # resolved on the job's machine
-    check_4bit("none", "cpu", "student.quantization")
-    with pytest.raises(DeviceError, match=r"config key teacher\.quantization: 4bit needs a CUDA GPU"):
-        check_4bit("4bit", "cpu", "teacher.quantization")
+    from harmdrift.core.runtime import quantization_record
+
+    assert quantization_record("none", torch.float32) == {"method": "none"}
+    assert quantization_record("4bit", torch.float32) == {
+        "method": "bitsandbytes-4bit",
+        "quant_type": "nf4",
+        "double_quant": True,
+        "compute_dtype": "float32",
+        "bitsandbytes": bitsandbytes.__version__,
+    }
+
+
+def test_4bit_check_passes_on_the_cpu_and_names_the_key_elsewhere(monkeypatch):
+    from harmdrift.core.runtime import DeviceError, check_4bit_support
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    check_4bit_support("4bit", "cpu", "student.quantization")  # bitsandbytes' CPU kernels
+    check_4bit_support("4bit", "auto", "student.quantization")  # auto resolves to cpu here
+    check_4bit_support("none", "cuda", "student.quantization")  # nothing to check without 4bit
+    check_4bit_support("4bit", "cuda", "student.quantization")  # left to the GPU node's job
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    with pytest.raises(DeviceError, match=r"config key teacher\.quantization: 4bit needs bitsandbytes"):
+        check_4bit_support("4bit", "cpu", "teacher.quantization")
     # Config code catches ValueError, load-time callers RuntimeError: both see it.
     assert issubclass(DeviceError, ValueError) and issubclass(DeviceError, RuntimeError)
 

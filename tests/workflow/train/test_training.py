@@ -219,8 +219,40 @@ def test_checkpoints_of_other_inputs_are_not_resumed(tiny_model, tmp_path):
     assert json.loads((tmp_path / "out" / "train_config.json").read_text())["resumed_from"] is None
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
-def test_4bit_without_gpu_is_a_clear_error(tiny_model, tmp_path):
+def test_qlora_trains_an_adapter_on_nf4_weights_and_says_so(tiny_model, tmp_path):
+    """QLoRA on the CPU: the base loads as bitsandbytes NF4, the LoRA learns, the adapter loads
+    back onto the same 4-bit base for generation, and both records name the quantisation."""
+    from bitsandbytes.nn import Linear4bit
+
+    from harmdrift.core.decoding import GenParams
+    from harmdrift.lm.engine import HFGenerator, HFModelConfig
+
+    base = load_base_model(tiny_model, train_cfg(**FAST, quantization="4bit"), torch.float32, "cpu")
+    assert isinstance(base.model.layers[0].mlp.up_proj, Linear4bit)
+    examples = write_examples(tmp_path / "e.jsonl", repetitive_rows(8))
+    cfg = train_cfg(**FAST, quantization="4bit", learning_rate=1e-2, batch_size=4, grad_accum=1, max_steps=6)
+    summary = train_adapter(examples, tiny_model, tmp_path / "out", cfg, progress=False)
+    with open(tmp_path / "out" / "loss.csv") as handle:
+        losses = [float(row["loss"]) for row in csv.DictReader(handle)]
+    assert summary["steps"] == 6 and losses[-1] < losses[0]
+    record = json.loads((tmp_path / "out" / "train_config.json").read_text())["quantization"]
+    assert record["method"] == "bitsandbytes-4bit" and record["quant_type"] == "nf4"
+    assert record["double_quant"] is True and record["compute_dtype"] == "float32"
+    generator = HFGenerator(
+        HFModelConfig(model=tiny_model, adapter=str(tmp_path / "out"), dtype="float32", quantization="4bit"),
+        progress=False,
+    )
+    assert generator.quantization == record
+    (reply,) = generator.generate([chat("the question")[:1]], GenParams(max_new_tokens=4), keys=["q"])
+    assert reply.n_new_tokens >= 1
+
+
+def test_4bit_without_bitsandbytes_is_a_clear_error(tiny_model, tmp_path, monkeypatch):
+    import sys
+
+    from harmdrift.core.runtime import DeviceError
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
     examples = write_examples(tmp_path / "e.jsonl", repetitive_rows(2))
-    with pytest.raises(RuntimeError, match="quantization: 4bit needs a CUDA GPU"):
+    with pytest.raises(DeviceError, match="config key student.quantization: 4bit needs bitsandbytes"):
         train_adapter(examples, tiny_model, tmp_path / "out", train_cfg(quantization="4bit"), progress=False)
