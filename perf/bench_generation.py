@@ -15,7 +15,17 @@ the ideal time (prompt tokens + new tokens) x 2 x parameters / the large-product
 run's dtype, divided by the measured wall time. Prefill is counted for every prompt token,
 and the parameter count includes the (tied) output layer once.
 
+``--quantization-arms`` runs no baseline: it compares the engine on fp32 weights with the
+engine on bitsandbytes' 4-bit NF4 weights (double quantisation, fp32 compute), same prompts,
+same decoding, the first ``--batch-size``, each in a fresh process of its own so its peak RSS
+(loading included) is its own. Per arm: generation wall and CPU time (all threads; loading
+timed apart), new tokens per second, peak RSS, the weights' size, and the fraction of the limit
+above (both arms counted at the fp32 parameter count and fp32 rate); and how many replies are
+identical and how many parse to the same conclusion (two unparseable replies count as the
+same). 4-bit weights differ from fp32 ones, so replies are expected to differ.
+
     python perf/bench_generation.py --model results/default/models/smollm2-135m-instruct --n 64
+    python perf/bench_generation.py --quantization-arms --n 16   # the same default --model
 """
 
 from __future__ import annotations
@@ -23,7 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import random
+import resource
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -96,6 +108,103 @@ def run_backend(model_path: str, conversations, keys, params: GenParams, batch_s
     return [o.text for o in outs], elapsed, new_tokens, generator.dtype_name, prompt_tokens, n_params
 
 
+def run_quantization_arm(
+    model_path: str, conversations, keys, params, batch_size: int, quantization: str, threads: int
+):
+    """One engine run in fp32 compute, on fp32 or 4-bit weights; meant for a fresh process."""
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING)
+    generator = HFGenerator(
+        HFModelConfig(model=model_path, batch_size=batch_size, dtype="float32", quantization=quantization),
+        progress=False,
+    )
+    started = time.perf_counter()
+    model = generator.model
+    load_s = time.perf_counter() - started
+    started, cpu_started = time.perf_counter(), time.process_time()
+    outs = generator.generate(conversations, params, keys=keys, stop=stop_check("binary"))
+    seconds = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu_started  # all threads: steadier than wall on a shared machine
+    new_tokens = sum(o.n_new_tokens for o in outs)
+    return {
+        "quantization": generator.quantization["method"],
+        "dtype": generator.dtype_name,
+        "load_s": round(load_s, 2),
+        "seconds": round(seconds, 2),
+        "cpu_s": round(cpu_s, 1),
+        "new_tokens": new_tokens,
+        "new_tokens_per_s": round(new_tokens / seconds, 1),
+        "prompt_tokens": sum(o.n_prompt_tokens or 0 for o in outs),
+        "weights_mb": round(model.get_memory_footprint() / 2**20),
+        "params": sum(p.numel() for p in model.parameters()),
+        # ru_maxrss is in kilobytes on Linux.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "texts": [o.text for o in outs],
+    }
+
+
+def run_isolated(*args) -> dict:
+    """run_quantization_arm in a fresh spawned process, so neither arm's memory counts in the other's peak."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        result = pool.apply(run_quantization_arm, args)
+        # Let the worker exit on its own: a terminated one leaves its semaphores to the tracker.
+        pool.close()
+        pool.join()
+    return result
+
+
+def compare_quantization(args, items: list[dict], conversations, params: GenParams) -> None:
+    """--quantization-arms: the engine on fp32 weights against 4-bit weights; prints the report."""
+    keys = [i["id"] for i in items]
+    threads = torch.get_num_threads()
+    arms = {
+        name: run_isolated(args.model, conversations, keys, params, args.batch_size[0], quantization, threads)
+        for name, quantization in (("fp32", "none"), ("4bit", "4bit"))
+    }
+    full, quantized = arms["fp32"], arms["4bit"]
+    n_params = full["params"]  # a 4-bit model packs two weights into one element: count the fp32 one's
+    rates = matmul_rates(threads, repeats=args.repeats)
+    replies, conclusions = {}, {}
+    for name, arm in arms.items():
+        replies[name] = arm.pop("texts")
+        parsed = [parse_reply("binary", t, i) for t, i in zip(replies[name], items, strict=True)]
+        arm["parse"] = dict(Counter(r.status for r in parsed))
+        conclusions[name] = [r.prediction for r in parsed]
+        arm |= of_limit(
+            arm["prompt_tokens"], arm["new_tokens"], n_params, arm["seconds"], rates["float32_large"]
+        )
+    same_text = sum(a == b for a, b in zip(replies["fp32"], replies["4bit"], strict=True))
+    same_conclusion = sum(a == b for a, b in zip(conclusions["fp32"], conclusions["4bit"], strict=True))
+    report = {
+        "prompts": len(items),
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size[0],
+        "threads": threads,
+        "params": n_params,
+        "cpu": cpu_info(),
+        "matmul_gflop_per_s": rates,
+        **arms,
+        "identical_replies": same_text,
+        "same_conclusion": same_conclusion,
+        "ratio_4bit_over_fp32": {
+            key: round(quantized[key] / full[key], 3)
+            for key in ("seconds", "cpu_s", "new_tokens_per_s", "peak_rss_mb", "weights_mb")
+            if full[key] and quantized[key]
+        },
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    for name, arm in arms.items():
+        print(
+            f"{name} weights: {arm['seconds']:.1f}s for {arm['new_tokens']} new tokens "
+            f"({arm['new_tokens_per_s']:.1f}/s, {arm['of_limit']:.1%} of the fp32 limit), load "
+            f"{arm['load_s']:.1f}s, weights {arm['weights_mb']} MB, peak RSS {arm['peak_rss_mb']} MB"
+        )
+    print(f"identical replies {same_text}/{len(items)}, same conclusion {same_conclusion}/{len(items)}")
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
 def of_limit(prompt_tokens: int, new_tokens: int, n_params: int, seconds: float, rate_gflops: float) -> dict:
     """The ideal time at the measured matmul rate, and the run's fraction of it."""
     ideal = (prompt_tokens + new_tokens) * 2.0 * n_params / (rate_gflops * 1e9)
@@ -118,6 +227,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, nargs="+", default=[32], help="backend batch sizes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5, help="matmul timings per shape (best of)")
+    parser.add_argument(
+        "--quantization-arms",
+        action="store_true",
+        help="compare the engine on fp32 weights with 4-bit NF4 weights instead of the baseline",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -126,6 +240,9 @@ def main() -> None:
     template = load_template(args.template)
     conversations = [build_messages(i, template) for i in items]
     params = GenParams(max_new_tokens=args.max_new_tokens, temperature=0.2, top_p=0.9, seed=args.seed)
+    if args.quantization_arms:
+        compare_quantization(args, items, conversations, params)
+        return
 
     base_texts, base_s, base_tok, base_prompt, n_params = run_baseline(args.model, conversations, params)
 

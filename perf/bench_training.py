@@ -4,15 +4,24 @@ Both runs train a fresh LoRA adapter (same rank, targets and optimiser settings)
 chat examples for the same number of optimizer steps. The baseline trains the way a first
 script usually does: fixed batches in file order, every sequence padded to the longest one in
 the whole dataset (``padding="max_length"``), fp32, the model's own token-mean loss. The path
-under test is :func:`harmdrift.training.train_adapter`: dynamic left padding, length-grouped
-batches, logits only where replies are, and auto dtype (bf16 where the CPU runs it faster).
+under test is :func:`harmdrift.train.run.train_adapter`: dynamic left padding, length-grouped
+batches, logits only where replies are, and auto dtype (fp32 on a CPU, bf16 on GPUs that have it).
 
 Throughput counts real (non-pad) tokens per second of training; model loading is left out.
+``cpu_s`` is the arm's CPU time over all threads, loading included (on a shared machine it moves
+less than the wall time).
 Each run has a fresh process of its own, so its peak RSS (model, activations, logits, optimiser
 and allocator, loading included) is its own. Prints a JSON report and a one-line ratio; nothing
-is asserted (machines are noisy). ``--dtype float32`` measures what a CPU without fast bf16 runs.
+is asserted (machines are noisy). ``--dtype bfloat16`` opts into bf16 (auto is fp32 on a CPU).
+
+``--quantization-arms`` compares LoRA on an fp32 base against QLoRA instead (the base's weights
+in bitsandbytes' 4-bit NF4 with double quantisation, computing in fp32), both through
+:func:`~harmdrift.train.run.train_adapter` on the same examples for the same steps, each in a
+process of its own; ``--dtype`` does not apply (both arms compute in float32). Per arm it reports
+peak RSS, real tokens/s, wall and CPU time and final loss, and the 4-bit/fp32 ratio of each.
 
     python perf/bench_training.py --model results/default/models/smollm2-135m-instruct --n 64 --steps 4
+    python perf/bench_training.py --model results/default/models/smollm2-135m-instruct --quantization-arms
 """
 
 from __future__ import annotations
@@ -157,17 +166,25 @@ def run_harmdrift(model_path: str, examples_path: str, cfg: TrainConfig, workdir
         "real_tokens": meta["train_real_tokens"],
         "tokens_per_s": round(summary["train_tokens_per_s"], 1),
         "dtype": meta["config"]["dtype_resolved"],
+        "quantization": meta["quantization"]["method"],
         "final_loss": summary["final_loss"],
     }
 
 
 ARMS = {"baseline": run_baseline, "harmdrift": run_harmdrift}
+# --quantization-arms: the same train_adapter run on an fp32 base and on a 4-bit one.
+QUANTIZATION_ARMS = {"lora_fp32": "none", "qlora_4bit": "4bit"}
+# The figures compared between the two arms, as 4-bit over fp32.
+RATIO_KEYS = ("peak_rss_mb", "tokens_per_s", "wall_s", "cpu_s", "final_loss")
 
 
 def _run_arm(name: str, model_path: str, examples_path: str, cfg: TrainConfig, workdir: str, threads: int):
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cpu_started = time.process_time()
     result = ARMS[name](model_path, examples_path, cfg, Path(workdir))
+    # CPU seconds of every thread, loading included: steadier than wall time on a shared machine.
+    result["cpu_s"] = round(time.process_time() - cpu_started, 1)
     # ru_maxrss is in kilobytes on Linux.
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
@@ -176,7 +193,11 @@ def _run_arm(name: str, model_path: str, examples_path: str, cfg: TrainConfig, w
 def run_isolated(name: str, *args) -> dict:
     """One arm in a fresh spawned process, so neither run's memory counts in the other's peak."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_run_arm, (name, *args))
+        result = pool.apply(_run_arm, (name, *args))
+        # Let the worker exit on its own: a terminated one leaves its semaphores to the tracker.
+        pool.close()
+        pool.join()
+    return result
 
 
 def main() -> None:
@@ -193,6 +214,11 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="ours")
     parser.add_argument("--max-length", type=int, default=768, help="as config/config.yaml's training")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--quantization-arms",
+        action="store_true",
+        help="compare LoRA on an fp32 base with QLoRA on a 4-bit NF4 base (fp32 compute) instead",
+    )
     parser.add_argument("--json", help="also write the report to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -210,13 +236,6 @@ def main() -> None:
         seed=args.seed,
         dtype=args.dtype,
     )
-    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
-        workdir = Path(tmp)
-        examples_path = workdir / "examples.jsonl"
-        write_jsonl(examples_path, build_examples(args.data_dir, args.benchmarks, args.n, args.seed))
-        arm_args = (args.model, str(examples_path), cfg, str(workdir), args.threads)
-        baseline = run_isolated("baseline", *arm_args)
-        ours = run_isolated("harmdrift", *arm_args)
     report = {
         "model": args.model,
         "examples": args.n,
@@ -225,20 +244,47 @@ def main() -> None:
         "grad_accum": args.grad_accum,
         "lora_r": args.lora_r,
         "threads": args.threads,
-        "baseline": baseline,
-        "harmdrift": ours,
-        "speedup": round(ours["tokens_per_s"] / baseline["tokens_per_s"], 2),
     }
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+        workdir = Path(tmp)
+        examples_path = workdir / "examples.jsonl"
+        write_jsonl(examples_path, build_examples(args.data_dir, args.benchmarks, args.n, args.seed))
+        if args.quantization_arms:
+            for arm, quantization in QUANTIZATION_ARMS.items():
+                arm_cfg = replace(cfg, dtype="float32", quantization=quantization)
+                arm_dir = workdir / arm
+                report[arm] = run_isolated(
+                    "harmdrift", args.model, str(examples_path), arm_cfg, str(arm_dir), args.threads
+                )
+        else:
+            arm_args = (args.model, str(examples_path), cfg, str(workdir), args.threads)
+            report["baseline"] = run_isolated("baseline", *arm_args)
+            report["harmdrift"] = run_isolated("harmdrift", *arm_args)
+    if args.quantization_arms:
+        full, quantized = (report[arm] for arm in QUANTIZATION_ARMS)
+        report["ratio_4bit_over_fp32"] = {
+            key: round(quantized[key] / full[key], 3) for key in RATIO_KEYS if full[key] and quantized[key]
+        }
+        summary = (
+            f"fp32 LoRA vs 4-bit QLoRA: {full['tokens_per_s']:.0f} vs {quantized['tokens_per_s']:.0f} "
+            f"real tokens/s, {full['wall_s']:.1f} vs {quantized['wall_s']:.1f} s, peak RSS "
+            f"{full['peak_rss_mb']} vs {quantized['peak_rss_mb']} MB, final loss "
+            f"{full['final_loss']:.4f} vs {quantized['final_loss']:.4f}"
+        )
+    else:
+        ours, baseline = report["harmdrift"], report["baseline"]
+        report["speedup"] = round(ours["tokens_per_s"] / baseline["tokens_per_s"], 2)
+        summary = (
+            f"training throughput: harmdrift {ours['tokens_per_s']:.0f} vs baseline "
+            f"{baseline['tokens_per_s']:.0f} real tokens/s -> {report['speedup']:.2f}x; peak RSS "
+            f"harmdrift {ours['peak_rss_mb']} MB vs baseline {baseline['peak_rss_mb']} MB"
+        )
     text = json.dumps(report, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n")
     # A command-line report, like bench_generation.py: stdout is its output.
     print(text)
-    print(
-        f"training throughput: harmdrift {ours['tokens_per_s']:.0f} vs baseline "
-        f"{baseline['tokens_per_s']:.0f} real tokens/s -> {report['speedup']:.2f}x; peak RSS "
-        f"harmdrift {ours['peak_rss_mb']} MB vs baseline {baseline['peak_rss_mb']} MB"
-    )
+    print(summary)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,43 @@ ASSUMED_PARAMS_B = 8.0
 # TFLOP/s); a tenth of that is taken to be reached.
 GPU_SPEEDUP = 300
 # Host memory per parameter while a model loads: bf16 weights (2 bytes) on a GPU job,
-# fp32 (4 bytes) on CPU, the worst case of dtype: auto.
-BYTES_PER_PARAM = {"gpu": 2, "cpu": 4}
+# fp32 (4 bytes) on CPU, the worst case of dtype: auto. With quantization: 4bit the NF4
+# weights take about 0.5 bytes a parameter (plus an 8-bit scale per 64), but
+# - a GPU job's host memory stays that of bf16: transformers maps every shard of the bf16
+#   checkpoint until the load ends and the weights are quantised on the card (the 4-bit load
+#   held all 5 shards of a 203M-parameter checkpoint at its peak, measured on the CPU, whose
+#   path is the same loader), so the saving is GPU memory (below);
+# - on a CPU job, 3 bytes (a measurement): loading a 203M-parameter random Llama from bf16
+#   safetensors on 2 cores (2026-12-06, transformers 5.23, bitsandbytes 0.50.2) peaked
+#   1.2-2.5 bytes a parameter lower in 4bit than in fp32, not 3.5: the embeddings stay in
+#   the fp32 compute dtype, quantising allocates fp32 temporaries, and the checkpoint's
+#   pages are mapped while it loads. Four LoRA steps after the load peaked below the load.
+BYTES_PER_PARAM = {"gpu": 2, "cpu": 4, "cpu_4bit": 3}
+# 4bit on a CPU, same model, runs alternating with fp32 (2026-12-06, 2 cores, nothing else
+# running): decoding 1.2-1.8x slower (35-50 against 57-63 new tokens/s, batch 8, five runs
+# each; the slowest ratio is taken), LoRA steps as fast (89-96 against 89-107 tokens/s),
+# and the load 2.3-3.1 s longer for 0.2B parameters (bitsandbytes quantises on the CPU):
+# about 15 s per billion. On a GPU NF4's cost is not measured yet (perf/gpu_check.sh
+# measures it on a lent GPU), so GPU_SPEEDUP stands for both.
+CPU_4BIT_DECODE_SLOWDOWN = 1.8
+CPU_4BIT_LOAD_S_PER_B = 15
+# GPU memory, which no request holds (SLURM asks for a GPU count, not its memory; pick the
+# partition or gpu_model in profiles/slurm): an estimate for config/paper.yaml's student,
+# Llama-3-8B-Instruct, from its architecture (8.03B parameters: 6.98B in the blocks' linear
+# layers, 1.05B in the untied embeddings and output layer; bf16 KV cache 128 KiB a token),
+# not a measurement (no GPU run at this size):
+# - weights: 16.1 GB in bf16; 5.7 GB in 4bit (3.6 GB of NF4 linears: 0.5 bytes a parameter
+#   and an 8-bit scale per 64, and 2.1 GB of bf16 embeddings and output layer);
+# - generate_answers: the weights and a KV cache of batch 32 x (prompt + 256 reply tokens),
+#   about 3 GB at 500-token prompts: about 19 GB in bf16, 9 GB in 4bit;
+# - train_adapter (LoRA r 16 on every linear layer, batch 8 x 1024, gradient checkpointing):
+#   LoRA's 42M parameters with fp32 gradients and Adam moments 0.7 GB, one layer recomputed
+#   about 1 GB, and one hidden state per layer kept: in bf16 16.1 GB of weights + 2.1 GB of
+#   bf16 states, about 20 GB, tight on a 24 GB card; in 4bit 7.8 GB of weights (peft upcasts
+#   the embeddings, output layer and norms to fp32) + 4.3 GB of fp32 states (the upcast
+#   embeddings make the residual stream fp32), about 14 GB, which fits the 24 GB card DART
+#   trained on.
+# Logits stay small: the loss computes them in chunks of 2**24 values (train.loss).
 # CPUs of one model job on a cluster.
 CLUSTER_MODEL_THREADS = 8
 # Locally, CPU jobs that decode or score with a model (generation, teacher, judge) run this
@@ -167,11 +202,23 @@ def model_scale(section):
     return scale / GPU_SPEEDUP if on_gpu(section) else scale
 
 
+def quantized_on_cpu(section):
+    """Whether a config section's model loads as 4-bit NF4 on the CPU (its own
+    quantization key: student, teacher or judge)."""
+    return section.get("quantization", "none") == "4bit" and not on_gpu(section)
+
+
+def host_bytes_per_param(section):
+    """Host memory per parameter of a config section's model (BYTES_PER_PARAM)."""
+    if on_gpu(section):  # bf16 or 4bit: the bf16 checkpoint passes through host memory
+        return BYTES_PER_PARAM["gpu"]
+    return BYTES_PER_PARAM["cpu_4bit" if quantized_on_cpu(section) else "cpu"]
+
+
 def model_mem_mb(section, rss_mb):
     """Peak memory of a model job: the reference peak, plus the weights of a bigger model."""
     extra_b = max(0.0, params_b(section["model"]) - REFERENCE_PARAMS_B)
-    per_param = BYTES_PER_PARAM["gpu" if on_gpu(section) else "cpu"]
-    return rss_mb + extra_b * per_param * 1024
+    return rss_mb + extra_b * host_bytes_per_param(section) * 1024
 
 
 def split_size(split):
@@ -202,8 +249,12 @@ def as_request(seconds, mem_mb, attempt):
 
 def model_request(rule, section, units, attempt, rss_mb=None):
     cost = COSTS[rule]
-    scale = model_scale(section)
-    seconds = cost["start_s"] + cost["unit_s"] * units * scale
+    start_s, unit_s = cost["start_s"], cost["unit_s"] * model_scale(section)
+    if quantized_on_cpu(section):
+        start_s += CPU_4BIT_LOAD_S_PER_B * params_b(section["model"])
+        # Decoding and scoring run slower; training steps were as fast.
+        unit_s *= 1 if rule == "train_adapter" else CPU_4BIT_DECODE_SLOWDOWN
+    seconds = start_s + unit_s * units
     mem_mb = model_mem_mb(section, rss_mb or cost["rss_mb"])
     return as_request(seconds, mem_mb, attempt)
 

@@ -25,6 +25,7 @@ CONTROL_FIGURE  # rules/common.smk and rules/control.smk: the control's figure f
 _.padding_side  # tokenizer setting the library reads when it pads a batch (lm.engine, perf)
 _.pre_tokenizer  # tokenizers: how the tiny model's tokenizer splits words (lm.tiny)
 _.hf_quantizer  # transformers: None stops it re-quantising a converted GGUF model (lm.convert)
+_.support_avx512bf16_for_cpu  # bitsandbytes: False keeps 4-bit inference in the compute dtype (lm.engine)
 _.use_cache  # model config: no KV cache while training (train.model)
 _.cast_input_dtype_enabled  # peft LoRA layers: no input cast under bf16 (train.model)
 _.is_initialized  # transformers cache-layer protocol (lm.kv's in-place layer)

@@ -269,7 +269,7 @@ def check_config(config: dict, *, defer_api_keys: bool = False) -> None:
                 print(f"warning: {missing} (a dry run sends no request, so it can wait)", file=sys.stderr)
             else:
                 problems.append(missing)
-    for name, section, spec in models:
+    for name, section, _spec in models:
         if name not in failed:  # else its own rules have named what is wrong
             _check_quantization(problems, name, section)
     hub = [(f"{name}.model", spec.ref, sec["revision"]) for name, sec, spec in models if spec.kind == "hub"]

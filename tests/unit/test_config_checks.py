@@ -3,7 +3,6 @@ hub ids offline, API keys, 4-bit support and the files the config names; each na
 
 from __future__ import annotations
 
-import re
 import sys
 import types
 from pathlib import Path

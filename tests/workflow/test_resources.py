@@ -93,8 +93,12 @@ def test_declared_gpus_make_auto_model_jobs_ask_for_one():
     assert by_rule["score_binary"] == {0}
 
 
+PAPER = ("--configfile", "config/paper.yaml")
+PAPER_ENV = {"DEEPSEEK_API_KEY": "unused-in-a-dry-run"}
+
+
 def test_paper_profile_puts_the_student_on_a_gpu_and_the_api_rules_under_llm_api():
-    jobs = planned("--configfile", "config/paper.yaml", env={"DEEPSEEK_API_KEY": "unused-in-a-dry-run"})
+    jobs = planned(*PAPER, env=PAPER_ENV)
     for rule, resources in jobs:
         if rule in ("generate_answers", "train_adapter"):
             assert resources["gpu"] == "1", rule
@@ -102,6 +106,35 @@ def test_paper_profile_puts_the_student_on_a_gpu_and_the_api_rules_under_llm_api
         if rule in ("write_rationales", "judge_pairs", "classify_open_answers"):
             assert resources["llm_api"] == "1" and resources["gpu"] == "0", rule
     assert max(int(res["runtime"]) for rule, res in jobs if rule == "train_adapter") > 60
+
+
+def student_memory(*args: str, env: dict | None = None) -> dict[str, int]:
+    """The largest mem_mb of the student's training and generation jobs in a dry run."""
+    jobs = planned(*args, env=env)
+    return {rule: max(int(res["mem_mb"]) for r, res in jobs if r == rule) for rule in STUDENT_RULES}
+
+
+STUDENT_RULES = ("train_adapter", "generate_answers")
+# A hub student whose size the requests read from its name; a dry run downloads nothing.
+HUB_STUDENT = "student={{model: Qwen/Qwen2.5-1.5B-Instruct, device: cpu, quantization: {}}}"
+ONLINE = {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}
+
+
+def test_a_4bit_student_asks_for_less_host_memory_on_a_cpu():
+    """NF4 weights hold less host memory than fp32 ones (dtype auto on a CPU), measured."""
+    smoke = ("--configfile", "config/smoke.yaml", "--config")
+    nf4 = student_memory(*smoke, HUB_STUDENT.format("4bit"), env=ONLINE)
+    full = student_memory(*smoke, HUB_STUDENT.format("none"), env=ONLINE)
+    for rule in STUDENT_RULES:
+        assert nf4[rule] < full[rule], (rule, nf4, full)
+
+
+def test_a_4bit_student_on_a_gpu_asks_for_the_host_memory_of_bf16():
+    """On a GPU job the bf16 checkpoint passes through host memory either way; NF4 saves GPU
+    memory, which no request holds (rules/resources.smk)."""
+    nf4 = student_memory(*PAPER, env=PAPER_ENV)  # paper.yaml's student: 4bit on cuda
+    bf16 = student_memory(*PAPER, "--config", "student={quantization: none}", env=PAPER_ENV)
+    assert nf4 == bf16
 
 
 def test_a_profile_can_override_a_rule():

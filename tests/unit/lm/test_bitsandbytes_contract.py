@@ -48,7 +48,7 @@ def test_a_bf16_compute_dtype_is_left_alone():
     assert layer.support_avx512bf16_for_cpu == before
 
 
-@pytest.mark.skipif(not bnb.functional.has_avx512bf16(), reason="the repacking happens on AVX-512-BF16 CPUs only")
+@pytest.mark.skipif(not bnb.functional.has_avx512bf16(), reason="repacked on AVX-512-BF16 CPUs only")
 def test_without_the_flag_inference_is_repacked_and_computes_in_bf16():
     """Why the flag is set: on such CPUs the default path leaves fp32 (found on an AMD EPYC)."""
     layer = nf4_layer()
