@@ -178,5 +178,6 @@ rule audit_summary:
         split=AUDIT_SPLIT,
         protocol=PROTOCOL,
         audit=audit_summary_params(),
+        bootstrap=config["evaluation"]["bootstrap"],
     script:
         "../scripts/audit_summary.py"

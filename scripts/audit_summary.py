@@ -19,4 +19,5 @@ audit_summary(
     split=snakemake.params.split,
     protocol=snakemake.params.protocol,
     audit=snakemake.params.audit,
+    bootstrap=snakemake.params.bootstrap,
 )

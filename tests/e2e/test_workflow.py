@@ -135,6 +135,12 @@ def test_stage_two_audit_outputs(finished_run):
         assert summary["n_pairs"] == 12 and summary["n_drift"] == int(table["drift"].sum())
         assert sum(summary["by_severity"].values()) == summary["n_drift"]
         assert summary["protocol"] == "held-out" and summary["split"] == "val"
+        paired = summary["paired"]  # every smoke pair is scored
+        assert paired["overall"]["n"] == 12 and set(paired["by_benchmark"]) == {"D1", "N1", "N3"}
+        assert paired["overall"]["mean_delta"] == pytest.approx(table["delta"].mean())
+        sign = paired["overall"]["sign"]
+        assert sign["n_up"] == int((table["delta"] > summary["delta"]).sum())
+        assert "| all | 12 |" in (results / f"audit/{model}/summary.md").read_text()
         for name in ["score_deltas.png", "score_deltas.pdf", "drift_counts.png", "drift_counts.pdf"]:
             assert (results / f"audit/{model}/{name}").stat().st_size > 0
     pairs = [json.loads(x) for x in (results / "audit/m_int/pairs.jsonl").read_text().splitlines()]

@@ -104,6 +104,7 @@ def audit_table(*, pairs: str, judgments: str, csv: str) -> list[dict]:
 def audit_summary(
     *, pairs: str, judgments: str, csv: str, check: str, summary: str, summary_md: str, deltas_png: str,
     deltas_pdf: str, counts_png: str, counts_pdf: str, model: str, split: str, protocol: str, audit: dict,
+    bootstrap: dict,
 ) -> dict:  # fmt: skip
     """Rule audit_summary: the audit's summary (JSON, Markdown) and its two figures.
 
@@ -115,6 +116,7 @@ def audit_summary(
         model: the audited model; split, protocol: where it was audited.
         audit: the audit keys the summary reports (``delta``, ``max_chars``, ``verdicts``,
             ``scorer`` and ``judge``'s back-end, model, server, combine rule and scope).
+        bootstrap: ``evaluation.bootstrap`` (resamples and seed of the paired tests' interval).
     """
     judge = audit["judge"]
     meta = {
@@ -128,7 +130,8 @@ def audit_summary(
     }
     outputs = {"summary": summary, "summary_md": summary_md}
     result = write_audit_summary(
-        pairs, judgments, check, outputs, model=model, split=split, protocol=protocol, meta=meta
-    )
+        pairs, judgments, check, outputs, model=model, split=split, protocol=protocol,
+        bootstrap=bootstrap, meta=meta,
+    )  # fmt: skip
     audit_figures(csv, summary, deltas_png, deltas_pdf, counts_png, counts_pdf)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from harmdrift.core.io import read_jsonl, write_json
+from harmdrift.core.stats import format_p, is_missing, paired_tests
 from harmdrift.core.vocab import SEVERITIES
 
 logger = logging.getLogger(__name__)
@@ -58,8 +59,30 @@ def audit_rows(pairs: list[dict], judgments: list[dict]) -> list[dict]:
     return rows
 
 
-def audit_summary(rows: list[dict], *, model: str, split: str, protocol: str, check: dict, **meta) -> dict:
-    """Counts by severity, category and benchmark, the judge's order agreement and check-set result."""
+def paired_statistics(rows: list[dict], *, threshold: float, bootstrap: dict) -> dict:
+    """:func:`~harmdrift.core.stats.paired_tests` of the tuned model's scores against M0's,
+    overall and per benchmark, on the pairs where both sides were scored."""
+    scored = [r for r in rows if not (is_missing(r["score_base"]) or is_missing(r["score_tuned"]))]
+
+    def tests(group: list[dict]) -> dict:
+        return paired_tests(
+            [r["score_base"] for r in group], [r["score_tuned"] for r in group], threshold,
+            n_boot=bootstrap["n_resamples"], seed=bootstrap["seed"],
+        )  # fmt: skip
+
+    benchmarks = sorted({r["benchmark"] for r in scored})
+    return {
+        "bootstrap": dict(bootstrap),
+        "overall": tests(scored),
+        "by_benchmark": {b: tests([r for r in scored if r["benchmark"] == b]) for b in benchmarks},
+    }
+
+
+def audit_summary(
+    rows: list[dict], *, model: str, split: str, protocol: str, check: dict, bootstrap: dict, **meta
+) -> dict:
+    """Counts by severity, category and benchmark, the paired tests of the scores (overall and
+    per benchmark), the judge's order agreement and check-set result."""
     drift = [r for r in rows if r["drift"]]
     judged = [r for r in rows if r["judge_status"] not in ("not_screened",)]
     agree = [r["orders_agree"] for r in rows if r["orders_agree"] is not None]
@@ -80,6 +103,7 @@ def audit_summary(rows: list[dict], *, model: str, split: str, protocol: str, ch
         "by_benchmark": {b: sum(r["benchmark"] == b for r in drift) for b in benchmarks},
         "order_agreement": sum(agree) / len(agree) if agree else None,
         "mean_delta": sum(r["delta"] for r in rows) / len(rows) if rows else None,
+        "paired": paired_statistics(rows, threshold=meta["delta"], bootstrap=bootstrap),
         "check_set": {k: check.get(k) for k in ("accuracy", "n", "floor", "below_floor", "order_agreement")},
         **meta,
     }
@@ -118,8 +142,38 @@ def summary_markdown(summary: dict) -> str:
         "|---|---|",
         *[f"| {b} | {n} |" for b, n in summary["by_benchmark"].items()],
         "",
+        *paired_markdown(summary["paired"]),
     ]
     return "\n".join(lines)
+
+
+def _paired_row(group: str, tests: dict) -> str:
+    if not tests["n"]:
+        return f"| {group} | 0 | n/a | n/a | n/a | n/a |"
+    low, high = tests["mean_delta_ci"]
+    sign = tests["sign"]
+    return (
+        f"| {group} | {tests['n']} | {tests['mean_delta']:+.4f} [{low:+.4f}, {high:+.4f}] "
+        f"| {format_p(tests['wilcoxon']['p'])} | {sign['n_up']} / {sign['n_down']}, {format_p(sign['p'])} "
+        f"| {format_p(tests['mann_whitney']['p'])} |"
+    )
+
+
+def paired_markdown(paired: dict) -> list[str]:
+    """The paired tests as a Markdown table, one row per benchmark and one for all pairs."""
+    overall = paired["overall"]
+    threshold = overall["sign"]["threshold"] if overall["sign"] else None
+    return [
+        "Paired tests of the screen's scores (fine-tune minus M0, item by item; two-sided p-values). "
+        f"Sign test: pairs whose score rose / fell by more than {threshold}. Mann-Whitney U ignores "
+        "the pairing (DART's comparison), for reference.",
+        "",
+        "| pairs | n | mean delta [95% CI] | Wilcoxon p | sign: up / down, p | Mann-Whitney p |",
+        "|---|---|---|---|---|---|",
+        *[_paired_row(b, tests) for b, tests in paired["by_benchmark"].items()],
+        _paired_row("all", overall),
+        "",
+    ]
 
 
 def write_audit_table(pairs_path, judgments_path, csv_path) -> list[dict]:
@@ -144,16 +198,20 @@ def write_audit_summary(
     model: str,
     split: str,
     protocol: str,
+    bootstrap: dict,
     meta: dict,
 ) -> dict:
     """Write the audit's summary (``outputs["summary"]`` JSON, ``outputs["summary_md"]`` Markdown),
-    with the judge's check-set result beside the counts; the figures are drawn by report/."""
+    with the paired tests (``bootstrap``: ``n_resamples`` and ``seed`` of the mean delta's
+    interval) and the judge's check-set result beside the counts; the figures are drawn by report/."""
     import json
 
     rows = audit_rows(read_jsonl(pairs_path), read_jsonl(judgments_path))
     with open(check_path, encoding="utf-8") as fh:
         check = json.load(fh)
-    summary = audit_summary(rows, model=model, split=split, protocol=protocol, check=check, **meta)
+    summary = audit_summary(
+        rows, model=model, split=split, protocol=protocol, check=check, bootstrap=bootstrap, **meta
+    )
     write_json(outputs["summary"], summary)
     with open(outputs["summary_md"], "w", encoding="utf-8") as fh:
         fh.write(summary_markdown(summary))

@@ -1,9 +1,11 @@
 """Statistics shared by the stages and the report: the scenario bootstrap, percentile
-intervals, drift reduction, and how numbers are printed in tables."""
+intervals, drift reduction, paired tests of a fine-tune against its base, and how numbers are
+printed in tables."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -139,3 +141,57 @@ def wilson_interval(
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == total else min(1.0, centre + half)
     return low, high
+
+
+def paired_tests(
+    base: Sequence[float], tuned: Sequence[float], threshold: float, *, n_boot: int, seed: int
+) -> dict:
+    """Paired tests of a fine-tune's per-item scores against its base's on the same items.
+
+    - ``wilcoxon``: the Wilcoxon signed-rank test on the per-item deltas (tuned - base), zero
+      deltas dropped, two-sided;
+    - ``sign``: an exact two-sided sign test on the items whose score rose past ``threshold``
+      against those that fell past it (the others are ties);
+    - ``mann_whitney``: the unpaired Mann-Whitney U of the two score lists, two-sided, as DART's
+      code compared them: beside the paired tests, for comparison (it ignores the pairing);
+    - ``mean_delta`` with a percentile bootstrap interval over items (``n_boot`` resamples,
+      seeded).
+
+    A test that has nothing to test (no non-zero delta, no item past the threshold) reports
+    None for its statistic and p-value.
+    """
+    from scipy import stats
+
+    check_n_boot(n_boot)
+    base_arr = np.asarray(base, dtype=float)
+    tuned_arr = np.asarray(tuned, dtype=float)
+    if base_arr.shape != tuned_arr.shape:
+        raise ValueError(
+            f"paired scores need one base and one tuned score per item: {base_arr.shape} vs {tuned_arr.shape}"
+        )
+    n = len(base_arr)
+    if n == 0:
+        return {"n": 0, "mean_delta": None, "mean_delta_ci": [None, None], "wilcoxon": None, "sign": None,
+                "mann_whitney": None}  # fmt: skip
+    deltas = tuned_arr - base_arr
+    rng = np.random.default_rng(seed)
+    means = deltas[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+    low, high = np.percentile(means, [100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2])
+    nonzero = int(np.count_nonzero(deltas))
+    if nonzero:
+        result = stats.wilcoxon(deltas, zero_method="wilcox", alternative="two-sided")
+        wilcoxon = {"statistic": float(result.statistic), "p": float(result.pvalue), "n_nonzero": nonzero}
+    else:
+        wilcoxon = {"statistic": None, "p": None, "n_nonzero": 0}
+    up = int(np.sum(deltas > threshold))
+    down = int(np.sum(deltas < -threshold))
+    sign_p = float(stats.binomtest(up, up + down, 0.5).pvalue) if up + down else None
+    unpaired = stats.mannwhitneyu(tuned_arr, base_arr, alternative="two-sided")
+    return {
+        "n": n,
+        "mean_delta": float(deltas.mean()),
+        "mean_delta_ci": [float(low), float(high)],
+        "wilcoxon": wilcoxon,
+        "sign": {"threshold": threshold, "n_up": up, "n_down": down, "n_tied": n - up - down, "p": sign_p},
+        "mann_whitney": {"statistic": float(unpaired.statistic), "p": float(unpaired.pvalue)},
+    }

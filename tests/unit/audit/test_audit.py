@@ -256,6 +256,7 @@ def table_judgments() -> list[dict]:
 
 CHECK = {"accuracy": 0.9, "n": 10, "floor": 0.75, "below_floor": False, "order_agreement": 0.8, "items": []}
 META = {"delta": 0.01, "combine": "both", "judge": {"backend": "scripted"}}
+BOOTSTRAP = {"n_resamples": 200, "seed": 0}
 
 
 def test_audit_rows_have_exactly_the_audit_columns_and_not_screened_rows_are_no_drift():
@@ -272,7 +273,7 @@ def test_audit_rows_have_exactly_the_audit_columns_and_not_screened_rows_are_no_
 def test_audit_summary_counts_add_up():
     rows = audit_table.audit_rows(table_pairs(), table_judgments())
     summary = audit_table.audit_summary(
-        rows, model="m_int", split="test", protocol="held-out", check=CHECK, **META
+        rows, model="m_int", split="test", protocol="held-out", check=CHECK, bootstrap=BOOTSTRAP, **META
     )
     assert (summary["n_pairs"], summary["n_screened"], summary["n_judged"]) == (5, 4, 4)
     assert (summary["n_unscored"], summary["n_drift"]) == (1, 2)
@@ -286,14 +287,37 @@ def test_audit_summary_counts_add_up():
     assert summary["base"] == "m0" and summary["combine"] == "both"
 
 
+def test_the_summary_holds_paired_tests_overall_and_per_benchmark():
+    from harmdrift.core.stats import paired_tests
+
+    rows = audit_table.audit_rows(table_pairs(), table_judgments())
+    summary = audit_table.audit_summary(
+        rows, model="m_int", split="test", protocol="held-out", check=CHECK, bootstrap=BOOTSTRAP, **META
+    )
+    paired = summary["paired"]
+    assert paired["bootstrap"] == BOOTSTRAP
+    assert set(paired["by_benchmark"]) == {r["benchmark"] for r in rows}
+
+    def expected(group):
+        base, tuned = [r["score_base"] for r in group], [r["score_tuned"] for r in group]
+        return paired_tests(base, tuned, META["delta"], n_boot=200, seed=0)
+
+    assert paired["overall"] == expected(rows)
+    for benchmark, tests in paired["by_benchmark"].items():
+        assert tests == expected([r for r in rows if r["benchmark"] == benchmark])
+    text = audit_table.summary_markdown(summary)
+    assert "| pairs | n | mean delta [95% CI] | Wilcoxon p | sign: up / down, p | Mann-Whitney p |" in text
+    assert f"| all | {len(rows)} | " in text
+
+
 def test_the_markdown_warns_loudly_only_when_the_judge_is_below_its_floor():
     rows = audit_table.audit_rows(table_pairs(), table_judgments())
     fine = audit_table.audit_summary(
-        rows, model="m_int", split="test", protocol="held-out", check=CHECK, **META
+        rows, model="m_int", split="test", protocol="held-out", check=CHECK, bootstrap=BOOTSTRAP, **META
     )
     weak_check = {**CHECK, "accuracy": 0.6, "below_floor": True}
     weak = audit_table.audit_summary(
-        rows, model="m_int", split="test", protocol="held-out", check=weak_check, **META
+        rows, model="m_int", split="test", protocol="held-out", check=weak_check, bootstrap=BOOTSTRAP, **META
     )
     assert "WARNING" not in audit_table.summary_markdown(fine)
     text = audit_table.summary_markdown(weak)
@@ -305,8 +329,9 @@ def test_under_classifier_verdicts_a_weak_judge_is_noted_not_blamed_for_the_coun
     rows = audit_table.audit_rows(table_pairs(), table_judgments())
     weak_check = {**CHECK, "accuracy": 0.6, "below_floor": True}
     summary = audit_table.audit_summary(
-        rows, model="m_int", split="val", protocol="held-out", check=weak_check, **META, verdicts="classifier"
-    )
+        rows, model="m_int", split="val", protocol="held-out", check=weak_check, bootstrap=BOOTSTRAP,
+        **META, verdicts="classifier",
+    )  # fmt: skip
     text = audit_table.summary_markdown(summary)
     assert "WARNING" not in text and "not trustworthy" not in text
     assert "the judge scored 60% on its 10-pair check set, below the floor of 75%" in text
@@ -324,7 +349,7 @@ def test_write_audit_writes_the_table_and_summaries(tmp_path):
     )
     summary = audit_table.write_audit_summary(
         tmp_path / "pairs.jsonl", tmp_path / "judgments.jsonl", tmp_path / "check.json", outputs,
-        model="m_int", split="test", protocol="held-out", meta=META,
+        model="m_int", split="test", protocol="held-out", bootstrap=BOOTSTRAP, meta=META,
     )  # fmt: skip
     assert summary["n_pairs"] == len(rows) == 5
     with open(outputs["csv"], newline="") as fh:
@@ -342,7 +367,7 @@ def test_write_audit_without_figure_outputs_writes_no_figures(tmp_path):
     outputs = {k: str(tmp_path / n) for k, n in (("summary", "s.json"), ("summary_md", "s.md"))}
     summary = audit_table.write_audit_summary(
         tmp_path / "pairs.jsonl", tmp_path / "judgments.jsonl", tmp_path / "check.json", outputs,
-        model="m_int", split="test", protocol="transductive", meta=META,
+        model="m_int", split="test", protocol="transductive", bootstrap=BOOTSTRAP, meta=META,
     )  # fmt: skip
     assert summary["n_drift"] == 0 and summary["n_judged"] == 0
     assert "n/a (classifier-only audit)" in (tmp_path / "s.md").read_text()
@@ -372,7 +397,7 @@ def test_run_audit_summary_records_the_audit_settings(tmp_path):
     audit_rules.audit_table(pairs=pairs, judgments=judgments, csv=outputs["csv"])
     summary = audit_rules.audit_summary(
         pairs=pairs, judgments=judgments, check=str(tmp_path / "check.json"), **outputs, **figures,
-        model="m_int", split="test", protocol="held-out", audit=section,
+        model="m_int", split="test", protocol="held-out", audit=section, bootstrap=BOOTSTRAP,
     )  # fmt: skip
     for path in figures.values():
         assert Path(path).stat().st_size > 0
