@@ -33,15 +33,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import random
-import resource
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
-from bench_pipeline import cpu_info, matmul_rates  # perf/ is on sys.path when run as a script
+from bench_pipeline import (  # perf/ is on sys.path when run as a script
+    cpu_info,
+    matmul_rates,
+    peak_rss_mb,
+    ratios,
+    run_isolated,
+)
 
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.prompts import build_messages, load_template
@@ -137,28 +141,18 @@ def run_quantization_arm(
         "prompt_tokens": sum(o.n_prompt_tokens or 0 for o in outs),
         "weights_mb": round(model.get_memory_footprint() / 2**20),
         "params": sum(p.numel() for p in model.parameters()),
-        # ru_maxrss is in kilobytes on Linux.
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": peak_rss_mb(),
         "texts": [o.text for o in outs],
     }
-
-
-def run_isolated(*args) -> dict:
-    """run_quantization_arm in a fresh spawned process, so neither arm's memory counts in the other's peak."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        result = pool.apply(run_quantization_arm, args)
-        # Let the worker exit on its own: a terminated one leaves its semaphores to the tracker.
-        pool.close()
-        pool.join()
-    return result
 
 
 def compare_quantization(args, items: list[dict], conversations, params: GenParams) -> None:
     """--quantization-arms: the engine on fp32 weights against 4-bit weights; prints the report."""
     keys = [i["id"] for i in items]
     threads = torch.get_num_threads()
+    setup = (args.model, conversations, keys, params, args.batch_size[0])
     arms = {
-        name: run_isolated(args.model, conversations, keys, params, args.batch_size[0], quantization, threads)
+        name: run_isolated(run_quantization_arm, *setup, quantization, threads)
         for name, quantization in (("fp32", "none"), ("4bit", "4bit"))
     }
     full, quantized = arms["fp32"], arms["4bit"]
@@ -186,11 +180,9 @@ def compare_quantization(args, items: list[dict], conversations, params: GenPara
         **arms,
         "identical_replies": same_text,
         "same_conclusion": same_conclusion,
-        "ratio_4bit_over_fp32": {
-            key: round(quantized[key] / full[key], 3)
-            for key in ("seconds", "cpu_s", "new_tokens_per_s", "peak_rss_mb", "weights_mb")
-            if full[key] and quantized[key]
-        },
+        "ratio_4bit_over_fp32": ratios(
+            quantized, full, ("seconds", "cpu_s", "new_tokens_per_s", "peak_rss_mb", "weights_mb")
+        ),
     }
     text = json.dumps(report, indent=2)
     print(text)

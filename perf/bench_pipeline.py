@@ -33,8 +33,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import re
+import resource
 import shutil
 import struct
 import subprocess
@@ -189,6 +191,27 @@ def param_count(folder: str | Path) -> int | None:
             header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
         total += sum(math.prod(meta["shape"]) for name, meta in header.items() if name != "__metadata__")
     return total if files else None
+
+
+def peak_rss_mb() -> int:
+    """This process's peak RSS so far, in MB (ru_maxrss is in kilobytes on Linux)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def run_isolated(fn, *args):
+    """``fn(*args)`` in a fresh spawned process, so its peak RSS (loading included) is its own
+    and no earlier arm's memory counts in it."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        result = pool.apply(fn, args)
+        # Let the worker exit on its own: a terminated one leaves its semaphores to the tracker.
+        pool.close()
+        pool.join()
+    return result
+
+
+def ratios(numerator: dict, denominator: dict, keys) -> dict:
+    """numerator[key] / denominator[key] for each key where both are non-zero, to 3 places."""
+    return {k: round(numerator[k] / denominator[k], 3) for k in keys if numerator[k] and denominator[k]}
 
 
 def cpu_info() -> dict:

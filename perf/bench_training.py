@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import random
-import resource
 import tempfile
 import time
 from dataclasses import replace
@@ -39,6 +37,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from bench_pipeline import peak_rss_mb, ratios, run_isolated  # perf/ is on sys.path when run as a script
 
 from harmdrift.config import apply_schema, train_config
 from harmdrift.core.io import write_jsonl
@@ -185,18 +184,7 @@ def _run_arm(name: str, model_path: str, examples_path: str, cfg: TrainConfig, w
     result = ARMS[name](model_path, examples_path, cfg, Path(workdir))
     # CPU seconds of every thread, loading included: steadier than wall time on a shared machine.
     result["cpu_s"] = round(time.process_time() - cpu_started, 1)
-    # ru_maxrss is in kilobytes on Linux.
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return result
-
-
-def run_isolated(name: str, *args) -> dict:
-    """One arm in a fresh spawned process, so neither run's memory counts in the other's peak."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        result = pool.apply(_run_arm, (name, *args))
-        # Let the worker exit on its own: a terminated one leaves its semaphores to the tracker.
-        pool.close()
-        pool.join()
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
@@ -254,17 +242,15 @@ def main() -> None:
                 arm_cfg = replace(cfg, dtype="float32", quantization=quantization)
                 arm_dir = workdir / arm
                 report[arm] = run_isolated(
-                    "harmdrift", args.model, str(examples_path), arm_cfg, str(arm_dir), args.threads
+                    _run_arm, "harmdrift", args.model, str(examples_path), arm_cfg, str(arm_dir), args.threads
                 )
         else:
             arm_args = (args.model, str(examples_path), cfg, str(workdir), args.threads)
-            report["baseline"] = run_isolated("baseline", *arm_args)
-            report["harmdrift"] = run_isolated("harmdrift", *arm_args)
+            report["baseline"] = run_isolated(_run_arm, "baseline", *arm_args)
+            report["harmdrift"] = run_isolated(_run_arm, "harmdrift", *arm_args)
     if args.quantization_arms:
         full, quantized = (report[arm] for arm in QUANTIZATION_ARMS)
-        report["ratio_4bit_over_fp32"] = {
-            key: round(quantized[key] / full[key], 3) for key in RATIO_KEYS if full[key] and quantized[key]
-        }
+        report["ratio_4bit_over_fp32"] = ratios(quantized, full, RATIO_KEYS)
         summary = (
             f"fp32 LoRA vs 4-bit QLoRA: {full['tokens_per_s']:.0f} vs {quantized['tokens_per_s']:.0f} "
             f"real tokens/s, {full['wall_s']:.1f} vs {quantized['wall_s']:.1f} s, peak RSS "

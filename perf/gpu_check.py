@@ -145,26 +145,25 @@ def run_step(summary: dict, name: str, fn) -> None:
     write(summary)
 
 
-def expected_quantization(compute_dtype: str) -> dict:
-    """The quantization record QLoRA's settings must leave (core.runtime.quantization_record)."""
-    import bitsandbytes
+def default_config() -> dict:
+    """config/config.yaml with the schema's defaults filled in (no disk checks)."""
+    import yaml
 
-    return {
-        "method": "bitsandbytes-4bit",
-        "quant_type": "nf4",
-        "double_quant": True,
-        "compute_dtype": compute_dtype,
-        "bitsandbytes": bitsandbytes.__version__,
-    }
+    from harmdrift.config import apply_schema
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
+    apply_schema(config, ROOT / "config" / "schema.yaml")
+    return config
 
 
 def qlora_train(model_dir: str, work: Path, device: str, compute_dtype: str, sizes: dict) -> dict:
     from dataclasses import replace
 
-    import yaml
+    import torch
 
-    from harmdrift.config import apply_schema, train_config
+    from harmdrift.config import train_config
     from harmdrift.core.io import write_jsonl
+    from harmdrift.core.runtime import quantization_record
     from harmdrift.train.run import train_adapter
 
     rng = random.Random(1)
@@ -181,8 +180,7 @@ def qlora_train(model_dir: str, work: Path, device: str, compute_dtype: str, siz
         for i, label in enumerate(labels)
     ]
     write_jsonl(work / "examples.jsonl", rows)
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
-    apply_schema(config, ROOT / "config" / "schema.yaml")
+    config = default_config()
     student = {**config["student"], "quantization": "4bit", "dtype": "auto", "device": device}
     cfg = replace(
         train_config(config["training"], student),
@@ -207,10 +205,11 @@ def qlora_train(model_dir: str, work: Path, device: str, compute_dtype: str, siz
     if meta.get("device") != device:
         raise RuntimeError(f"trained on {meta.get('device')}, not {device}")
     record, resolved = meta.get("quantization"), meta["config"].get("dtype_resolved")
-    if record != expected_quantization(compute_dtype) or resolved != compute_dtype:
+    expected = quantization_record("4bit", getattr(torch, compute_dtype))
+    if record != expected or resolved != compute_dtype:
         raise RuntimeError(
             f"train_config.json: quantization {record}, dtype_resolved {resolved}; expected "
-            f"{expected_quantization(compute_dtype)} computing in {compute_dtype}"
+            f"{expected} computing in {compute_dtype}"
         )
     return {
         **out,
@@ -243,14 +242,10 @@ def split_items(n: int) -> list[dict]:
 
 def generate_answers(model_dir: str, work: Path, device: str, trained: dict | None, sizes: dict) -> dict:
     """The pipeline's student generation (rule generate_answers), 4-bit base + adapter, binary framing."""
-    import yaml
-
-    from harmdrift.config import apply_schema
     from harmdrift.core.io import read_jsonl, write_jsonl
     from harmdrift.generate.rules import generate_answers as generate_answers_rule
 
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
-    apply_schema(config, ROOT / "config" / "schema.yaml")
+    config = default_config()
     qlora = {"quantization": "4bit", "dtype": "auto", "device": device}
     student = {**config["student"], "model": model_dir, **qlora}
     generation = {**config["generation"], "batch_size": 8, "max_new_tokens": {"binary": 32}, "cache": False}

@@ -67,16 +67,15 @@ def check_4bit_support(quantization: str, device: str, key: str = "quantization"
     import torch
 
     resolved = device if device == "cuda" else pick_device(device)
-    quiet_hub_kernel_notice()
     try:
-        import bitsandbytes
+        bitsandbytes = import_bitsandbytes()
     except Exception as err:  # ImportError, or a native library that fails while loading
         raise DeviceError(
             f"config key {key}: 4bit needs bitsandbytes, which cannot be imported here "
             f"({type(err).__name__}: {err}); install it (pip install bitsandbytes==0.50.2) or set "
             "it to none"
         ) from None
-    if resolved not in getattr(bitsandbytes, "supported_torch_devices", ("cpu", "cuda")):
+    if resolved not in bitsandbytes.supported_torch_devices:
         raise DeviceError(
             f"config key {key}: bitsandbytes {bitsandbytes.__version__} has no 4-bit kernels for "
             f"device {resolved}; set it to none"
@@ -98,12 +97,15 @@ def _not_the_hub_kernel_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward from kernels-community")
 
 
-def quiet_hub_kernel_notice() -> None:
-    """Drop one warning bitsandbytes logs on import on AVX-512-BF16 CPUs: that its optional
+def import_bitsandbytes():
+    """bitsandbytes, imported without one warning it logs on AVX-512-BF16 CPUs: that its optional
     ``kernels`` package (which downloads a kernel from the Hugging Face hub) is missing. The
     pipeline never installs it, on purpose (runs are offline); bitsandbytes then uses its own
     kernels, which is what every other CPU runs. Its other messages are kept."""
     logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_not_the_hub_kernel_notice)
+    import bitsandbytes
+
+    return bitsandbytes
 
 
 def pick_dtype(dtype: str, device: str, *, allow_fp16: bool = True):
@@ -155,8 +157,7 @@ def quantization_record(quantization: str, compute_dtype) -> dict:
     ``{"method": "none"}``, or bitsandbytes' 4-bit settings and its version."""
     if quantization != "4bit":
         return {"method": "none"}
-    import bitsandbytes
-
+    bitsandbytes = import_bitsandbytes()
     settings = nf4_quantization(compute_dtype)
     return {
         "method": "bitsandbytes-4bit",
