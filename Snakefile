@@ -24,6 +24,7 @@ include: "rules/audit.smk"
 include: "rules/repair.smk"
 include: "rules/open_domain.smk"
 include: "rules/control.smk"
+include: "rules/finetune.smk"
 include: "rules/report.smk"
 
 
@@ -36,3 +37,10 @@ rule all:
     default_target: True
     input:
         get_final_outputs(),
+
+
+# The fine-tune audits and repairs alone (config finetunes), and what they need:
+# snakemake --cores all finetunes --configfile config/finetune-example.yaml
+rule finetunes:
+    input:
+        finetune_outputs(),

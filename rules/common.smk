@@ -22,7 +22,13 @@ from harmdrift.config import (
     student_spec,
     teacher_spec,
 )
-from harmdrift.lm.refs import EMBEDDED_MODELS, resolve_load_path
+from harmdrift.finetune.spec import (
+    check_prompt_files,
+    finetune_entries,
+    framing_for,
+    template_for,
+)
+from harmdrift.lm.refs import EMBEDDED_MODELS, parse_model_spec, resolve_load_path
 from harmdrift.core import vocab
 from harmdrift.core.io import DataError
 from harmdrift.data.load import load_benchmarks
@@ -41,6 +47,9 @@ if workflow.is_main_process:
         load_benchmarks(config["data"]["dir"], config["data"]["benchmarks"])
     except DataError as err:
         raise WorkflowError(f"config key data.dir: {err}") from None
+    # The fine-tunes' own prompt files likewise, every line.
+    if _prompt_problems := check_prompt_files(config):
+        raise WorkflowError("\n".join(_prompt_problems))
 
 # One folder per run (run.name): results/<name>/, logs/<name>/, benchmarks/<name>/, so
 # profiles never overwrite each other. Caches under cache_dir are shared (content-hashed).
@@ -50,6 +59,12 @@ LOGS = f"logs/{RUN}/"
 BENCHMARKS = f"benchmarks/{RUN}/"
 # Converted embedded models, per run like every other output.
 MODELS_ROOT = f"{RESULTS}models"
+# Fine-tunes the pipeline did not train (rules/finetune.smk): their audits and repairs.
+FINETUNE_DIR = f"{RESULTS}finetunes/"
+PROMPT_SETS = config["prompt_sets"]
+FINETUNES = finetune_entries(
+    config, repair_dir=lambda name: f"{FINETUNE_DIR}{name}/repair/adapter"
+)
 
 SPLITS = list(vocab.SPLITS)
 FRAMINGS = config["evaluation"]["framings"]
@@ -306,16 +321,19 @@ def audit_files(model):
     return [f"{RESULTS}audit/{model}/{name}" for name in names]
 
 
+# What train_adapter writes into an adapter folder.
+ADAPTER_FILES = [
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    "train_config.json",
+    "loss.csv",
+    "loss.png",
+]
+
+
 def get_final_outputs():
     """Every deliverable of the run (the README's file table): rule all asks for each, so one
     that goes missing, a failed job's say, is rebuilt by the next run."""
-    adapter_files = [
-        "adapter_model.safetensors",
-        "adapter_config.json",
-        "train_config.json",
-        "loss.csv",
-        "loss.png",
-    ]
     repair_files = [
         "rationales.jsonl",
         "rationales.dropped.jsonl",
@@ -333,7 +351,7 @@ def get_final_outputs():
             for source in rationale_sources()
             for suffix in (".jsonl", ".dropped.jsonl", ".summary.json", ".usage.json")
         ],
-        *[f"{RESULTS}adapters/{m}/{name}" for m in AUDITED for name in adapter_files],
+        *[f"{RESULTS}adapters/{m}/{name}" for m in AUDITED for name in ADAPTER_FILES],
         *answer_files(),
         *[out for m in MODELS for out in metrics_outputs(m)],
         f"{RESULTS}audit/check_pairs.jsonl",
@@ -376,4 +394,147 @@ def get_final_outputs():
             for name in FIGURES
             for ext in ("png", "pdf")
         ],
+        *finetune_outputs(),
     ]
+
+
+# Fine-tunes the pipeline did not train (rules/finetune.smk).
+FT_NAMES = list(FINETUNES) or ["__none__"]
+FT_REPAIRED = [n for n, ft in FINETUNES.items() if ft.repair] or ["__none__"]
+FT_LOCAL_REPAIRED = [
+    n for n in FT_REPAIRED if n in FINETUNES and FINETUNES[n].local
+] or ["__none__"]
+FT_API_REPAIRED = [
+    n for n in FT_REPAIRED if n in FINETUNES and not FINETUNES[n].local
+] or ["__none__"]
+PROMPT_SET_NAMES = list(PROMPT_SETS) or ["__none__"]
+
+
+def prompt_set_source(wildcards):
+    """What a prompt set is read from: this run's audit split or open-domain sample, or the
+    user's file (a BOLD folder's prompt files)."""
+    entry = PROMPT_SETS[wildcards.pset]
+    if entry["format"] == "benchmark":
+        return f"{RESULTS}data/splits/{AUDIT_SPLIT}.jsonl"
+    if entry["format"] == "open":
+        return f"{RESULTS}data/splits/open_domain.jsonl"
+    return entry["path"]
+
+
+def prompt_set_files(wildcards):
+    """The source as inputs, so editing the user's file re-runs its audits (each BOLD file)."""
+    source = Path(prompt_set_source(wildcards))
+    return (
+        sorted(str(p) for p in source.glob("*_prompt.json"))
+        if source.is_dir()
+        else [str(source)]
+    )
+
+
+def prompt_set_template(wildcards):
+    return template_for(PROMPT_SETS[wildcards.pset], config["prompts"])
+
+
+def finetune_side(name, side):
+    """How one side of fine-tune ``name`` is reached (rule finetune_answers' ``side``)."""
+    ft = FINETUNES[name]
+    if not ft.local:
+        entry = config["finetunes"][name]
+        return {
+            "backend": "openai",
+            "section": api_finetune_section(
+                entry, ft.load if side == "tuned" else ft.base
+            ),
+        }
+    model, revision = (
+        (ft.load, ft.revision) if side == "tuned" else (ft.base, ft.base_revision)
+    )
+    student = {**config["student"], "model": model, "revision": revision}
+    spec = parse_model_spec(model, key=f"finetunes.{name}")
+    return {
+        "backend": "hf",
+        "student": student,
+        "load_path": resolve_load_path(spec, MODELS_ROOT),
+        "adapter": ft.adapter if side == "tuned" else None,
+    }
+
+
+def adapter_inputs(folder):
+    """An adapter folder's config and weights, as inputs (the repair's is built first)."""
+    if folder.startswith(FINETUNE_DIR):
+        return [f"{folder}/adapter_model.safetensors"]
+    found = sorted(str(p) for p in Path(folder).expanduser().glob("adapter_model.*"))
+    return [str(Path(folder).expanduser() / "adapter_config.json"), *found]
+
+
+def side_files(name, side):
+    """The files one side of a local fine-tune loads: its model's and its adapter's."""
+    side = finetune_side(name, side)
+    if side["backend"] != "hf":
+        return []
+    files = model_files(
+        parse_model_spec(side["student"]["model"], key=f"finetunes.{name}")
+    )
+    return files + (adapter_inputs(side["adapter"]) if side["adapter"] else [])
+
+
+def finetune_side_files(wildcards):
+    return side_files(wildcards.model, wildcards.side)
+
+
+def api_finetune_section(entry, model):
+    """A chat back-end section for one model of an API fine-tune pair (both on one server)."""
+    keys = ("base_url", "api_key_env", "concurrency", "max_retries", "timeout_s")
+    return {
+        "backend": "openai", "model": model, **{k: entry[k] for k in keys}, "revision": None,
+        "dtype": "auto", "device": "auto", "quantization": "none", "batch_size": 1,
+        "price_prompt_per_mtok": None, "price_completion_per_mtok": None, "cache": True,
+    }  # fmt: skip
+
+
+def finetune_section(wildcards):
+    """The config section of the model a fine-tune job runs (for threads and resources)."""
+    ft = FINETUNES[wildcards.model]
+    if ft.local:
+        return student_section()
+    return api_finetune_section(config["finetunes"][ft.name], ft.load)
+
+
+def finetune_audited(model):
+    return FINETUNES[model].parent or model
+
+
+def repair_student(wildcards):
+    """The student section a local fine-tune's repair trains: its own model (base or checkpoint)."""
+    return finetune_side(wildcards.model, "tuned")
+
+
+def finetune_outputs():
+    """Every fine-tune deliverable: each audit's files, and each repair's."""
+    audit_names = [
+        "base.jsonl", "tuned.jsonl", "pairs.jsonl", "judgments.jsonl", "judge_usage.json", "audit.csv",
+        "summary.json", "summary.md",
+        *[f"{fig}.{ext}" for fig in vocab.AUDIT_FIGURES for ext in ("png", "pdf")],
+    ]  # fmt: skip
+    outputs = [
+        f"{FINETUNE_DIR}{name}/{pset}/{file}"
+        for name, ft in FINETUNES.items()
+        for pset in ft.prompt_sets
+        for file in audit_names
+    ]
+    rationale_files = ["rationales.jsonl", "rationales.dropped.jsonl", "rationales.summary.json",
+                       "rationales.usage.json", "train.jsonl", "train.summary.json"]  # fmt: skip
+    for name, ft in FINETUNES.items():
+        if not ft.repair:
+            continue
+        outputs += [f"{FINETUNE_DIR}{name}/repair/{file}" for file in rationale_files]
+        if ft.local:
+            outputs += [
+                f"{FINETUNE_DIR}{name}/repair/adapter/{file}" for file in ADAPTER_FILES
+            ]
+        else:
+            outputs += [
+                f"{FINETUNE_DIR}{name}/repair/chat.jsonl",
+                f"{FINETUNE_DIR}{name}/repair/chat.summary.json",
+            ]
+    return outputs

@@ -88,6 +88,8 @@ CLUSTER_API_THREADS = 2
 PAPER_SPLIT = {"train": 800, "val": 100, "test": 100}
 # Assumed seconds per API request (a 512-token reply from a hosted model at ~50 tokens/s).
 API_REQUEST_S = 10
+# Prompts in BOLD's published prompts/ folder (a fine-tune prompt set of format bold with n: null).
+BOLD_PROMPTS = 23679
 
 # Reference costs, measured with the embedded 135M model on 2 CPU cores. start_s: load
 # and set-up; unit_s: seconds per unit (see each rule's *_request function); rss_mb: peak
@@ -295,22 +297,31 @@ def training_examples(model):
 TRAIN_RSS_BASE_MB = 3300
 
 
-def train_request(wildcards, attempt):
-    training = training_params(wildcards)  # the control's student may train longer
+def training_request(training, section, examples, attempt):
+    """A training job of ``training`` settings on the model of ``section``, over at most
+    ``examples`` examples per epoch."""
     tokens_per_step = training["batch_size"] * training["max_length"]
     if training["max_steps"] > 0:
         passes = training["max_steps"] * training["batch_size"] * training["grad_accum"]
     else:
-        passes = training_examples(wildcards.model) * training["epochs"]
+        passes = examples * training["epochs"]
     units = passes * training["max_length"] / 768
     rss_mb = TRAIN_RSS_BASE_MB
     # On a GPU the activations live on the card, not in the job's host memory.
-    if not on_gpu(student_section()):
+    if not on_gpu(section):
         rss_mb += (COSTS["train_adapter"]["rss_mb"] - TRAIN_RSS_BASE_MB) * (
             tokens_per_step / (8 * 768)
         )
-    return model_request(
-        "train_adapter", student_section(), units, attempt, rss_mb=rss_mb
+    return model_request("train_adapter", section, units, attempt, rss_mb=rss_mb)
+
+
+def train_request(wildcards, attempt):
+    # The control's student may train longer.
+    return training_request(
+        training_params(wildcards),
+        student_section(),
+        training_examples(wildcards.model),
+        attempt,
     )
 
 
@@ -390,6 +401,62 @@ def pair_answers_request(wildcards, attempt):
 
 def joint_weights_request(wildcards, attempt):
     return scorer_request(split_size("train"), attempt)
+
+
+def prompt_set_size(name):
+    """Prompts in a fine-tune prompt set at this profile's size (its n, else the whole set;
+    a user's file is counted by its lines, a BOLD folder guessed at its published size).
+    """
+    entry = PROMPT_SETS[name]
+    if entry["format"] == "benchmark":
+        full = split_size(AUDIT_SPLIT)
+    elif entry["format"] == "open":
+        full = split_size("open_domain")
+    elif Path(entry["path"]).is_file():
+        with open(entry["path"], encoding="utf-8", errors="replace") as source:
+            full = sum(1 for line in source if line.strip())
+    else:
+        full = BOLD_PROMPTS
+    return min(full, entry["n"] or full)
+
+
+def finetune_answers_request(wildcards, attempt):
+    items = prompt_set_size(wildcards.pset)
+    section = finetune_section(wildcards)
+    if section["backend"] != "hf":
+        return api_request(section, items, attempt)
+    tokens = config["generation"]["max_new_tokens"][
+        framing_for(PROMPT_SETS[wildcards.pset])
+    ]
+    return model_request("generate_answers", section, items * tokens, attempt)
+
+
+def finetune_pairs_request(wildcards, attempt):
+    return scorer_request(2 * prompt_set_size(wildcards.pset), attempt)
+
+
+def finetune_judge_request(wildcards, attempt):
+    return judge_request("judge_pairs", prompt_set_size(wildcards.pset), attempt)
+
+
+def finetune_repair_request(wildcards, attempt):
+    teacher = config["teacher"]
+    asks = config["repair"]["max_fix_rounds"] + config["repair"]["max_rescore_rounds"]
+    requests = teacher_requests(
+        prompt_set_size(FINETUNES[wildcards.model].repair_on), asks
+    )
+    if teacher["backend"] != "hf":
+        return api_request(teacher, requests, attempt)
+    units = requests * teacher["max_new_tokens"]
+    return model_request("write_repair_rationales", teacher, units, attempt)
+
+
+def finetune_train_request(wildcards, attempt):
+    """A fine-tune's repair: Stage I replay plus its repair_on set's cases at most."""
+    repair_on = FINETUNES[wildcards.model].repair_on
+    examples = split_size("train") + prompt_set_size(repair_on)
+    section = {**repair_student(wildcards)["student"], "backend": "hf"}
+    return training_request(config["training"], section, examples, attempt)
 
 
 def request_of(sizer, key):

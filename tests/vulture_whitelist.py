@@ -19,6 +19,9 @@ repair_model  # rules/common.smk names each repair round's model
 RATIONALE_SETS  # rules/common.smk: the rationale sets Stage I models learn from
 FIGURES  # rules/common.smk and rules/report.smk: the report's figure files
 AUDIT_FIGURES  # rules/common.smk: each audited model's figures
+template_for  # rules/common.smk and rules/finetune.smk: a prompt set's template file
+framing_for  # rules/finetune.smk: a prompt set's framing
+check_prompt_files  # rules/common.smk reads every fine-tune prompt file at parse time
 CONTROL_FIGURE  # rules/common.smk and rules/control.smk: the control's figure file
 
 # --- read by transformers, tokenizers or peft, never by our code

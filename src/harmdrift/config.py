@@ -18,10 +18,12 @@ import yaml
 
 from harmdrift.audit.judge import JudgeConfig
 from harmdrift.backends import BackendConfig, get_backend
+from harmdrift.core import vocab
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.runtime import check_4bit_support
 from harmdrift.data.splits import SplitConfig
 from harmdrift.distill.checks import RationaleConfig
+from harmdrift.finetune.spec import check_finetunes
 from harmdrift.lm.engine import HFModelConfig
 from harmdrift.lm.refs import ModelSpec, parse_model_spec
 from harmdrift.scorers import make_scorer
@@ -99,11 +101,18 @@ def _properties(schema: dict, root: dict) -> dict:
 
 def _fill_defaults(node: dict, schema: dict, root: dict) -> None:
     """Insert schema defaults for absent keys, recursively, so code never guesses a default."""
-    for key, sub in _properties(schema, root).items():
+    known = _properties(schema, root)
+    for key, sub in known.items():
         if key not in node and "default" in sub:
             node[key] = copy.deepcopy(sub["default"])
         if isinstance(node.get(key), dict):
             _fill_defaults(node[key], sub, root)
+    # Sections of named entries (prompt_sets, finetunes): each entry takes its schema's defaults.
+    entry = schema.get("additionalProperties")
+    if isinstance(entry, dict):
+        for key, value in node.items():
+            if key not in known and isinstance(value, dict):
+                _fill_defaults(value, entry, root)
 
 
 def _describe(error, root: dict) -> str:
@@ -264,15 +273,26 @@ def check_config(config: dict, *, defer_api_keys: bool = False) -> None:
             backend_config(section)
         if len(problems) > before:
             failed.add(name)
+    for name, section in _api_sections(config):
         if (missing := _missing_api_key(name, section)) is not None:
             if defer_api_keys:
                 print(f"warning: {missing} (a dry run sends no request, so it can wait)", file=sys.stderr)
             else:
                 problems.append(missing)
+    builtin = {*vocab.MODELS, *(vocab.repair_model(r) for r in range(1, 6))}
+    problems += check_finetunes(config, builtin)
     for name, section, _spec in models:
         if name not in failed:  # else its own rules have named what is wrong
             _check_quantization(problems, name, section)
     hub = [(f"{name}.model", spec.ref, sec["revision"]) for name, sec, spec in models if spec.kind == "hub"]
+    for name, entry in config["finetunes"].items():  # a local fine-tune's checkpoint and base
+        for field, revision in (("model", "revision"), ("base", "base_revision")):
+            if entry["backend"] == "hf" and entry[field] is not None:
+                with _noting(problems):
+                    if (
+                        spec := parse_model_spec(entry[field], key=f"finetunes.{name}.{field}")
+                    ).kind == "hub":
+                        hub.append((f"finetunes.{name}.{field}", spec.ref, entry[revision]))
     scorer = audit["scorer"]
     if scorer["kind"] == "hf" and scorer["model"] is not None:
         with _noting(problems):  # a hub id or a folder, as the models above
@@ -290,6 +310,12 @@ def _chat_sections(config: dict) -> list[tuple[str, dict]]:
     return [(name, section) for name, section in sections if section["backend"] != "none"]
 
 
+def _api_sections(config: dict) -> list[tuple[str, dict]]:
+    """Every section that sends requests with a key: the teacher, the judge, API fine-tunes."""
+    finetunes = [(f"finetunes.{name}", entry) for name, entry in config["finetunes"].items()]
+    return [*_chat_sections(config), *finetunes]
+
+
 def _missing_api_key(name: str, section: dict) -> str | None:
     """What is wrong when an API section's key variable is unset (None when it is set): the first
     API job would fail at its first request."""
@@ -305,12 +331,12 @@ def _missing_api_key(name: str, section: dict) -> str | None:
 
 
 def check_api_keys(config: dict) -> None:
-    """Fail before any job starts when a teacher or judge API key variable is unset.
+    """Fail before any job starts when a teacher, judge or fine-tune API key variable is unset.
 
     Raises:
         ConfigError: naming each key whose variable is unset.
     """
-    problems = [p for name, sec in _chat_sections(config) if (p := _missing_api_key(name, sec))]
+    problems = [p for name, sec in _api_sections(config) if (p := _missing_api_key(name, sec))]
     if problems:
         raise _problems_error(problems)
 

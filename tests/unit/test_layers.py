@@ -27,6 +27,7 @@ LAYERS = (
     ("repair",),
     ("open_domain",),
     ("control",),
+    ("finetune",),
     ("report",),
 )
 TOP = len(LAYERS)

@@ -109,6 +109,9 @@ def write_pairs(
             {
                 "id": item_id,
                 "benchmark": item["benchmark"],
+                # What the tables break down by: a prompt set's own group, else the benchmark.
+                "group": item.get("group") or item["benchmark"],
+                **({"hateful": item["hateful"]} if item.get("hateful") is not None else {}),
                 "condition": item["condition"],
                 "gold_label": item["gold_label"],
                 "question": questions[item_id],

@@ -101,6 +101,21 @@ def audit_table(*, pairs: str, judgments: str, csv: str) -> list[dict]:
     return write_audit_table(pairs, judgments, csv)
 
 
+def summary_meta(audit: dict) -> dict:
+    """The screen's and the judge's settings an audit summary reports, from the audit keys a
+    summary rule is given (``delta``, ``max_chars``, ``verdicts``, ``scorer``, ``judge``)."""
+    judge = audit["judge"]
+    return {
+        "delta": audit["delta"],
+        "max_chars": audit["max_chars"],
+        "combine": judge["combine"],
+        "scope": judge["scope"],
+        "scorer": dict(audit["scorer"]),
+        "judge": {"backend": judge["backend"], "model": judge["model"], "base_url": judge.get("base_url")},
+        "verdicts": audit["verdicts"],
+    }
+
+
 def audit_summary(
     *, pairs: str, judgments: str, csv: str, check: str, summary: str, summary_md: str, deltas_png: str,
     deltas_pdf: str, counts_png: str, counts_pdf: str, model: str, split: str, protocol: str, audit: dict,
@@ -118,20 +133,10 @@ def audit_summary(
             ``scorer`` and ``judge``'s back-end, model, server, combine rule and scope).
         bootstrap: ``evaluation.bootstrap`` (resamples and seed of the paired tests' interval).
     """
-    judge = audit["judge"]
-    meta = {
-        "delta": audit["delta"],
-        "max_chars": audit["max_chars"],
-        "combine": judge["combine"],
-        "scope": judge["scope"],
-        "scorer": dict(audit["scorer"]),
-        "judge": {"backend": judge["backend"], "model": judge["model"], "base_url": judge.get("base_url")},
-        "verdicts": audit["verdicts"],
-    }
     outputs = {"summary": summary, "summary_md": summary_md}
     result = write_audit_summary(
         pairs, judgments, check, outputs, model=model, split=split, protocol=protocol,
-        bootstrap=bootstrap, meta=meta,
+        bootstrap=bootstrap, meta=summary_meta(audit),
     )  # fmt: skip
     audit_figures(csv, summary, deltas_png, deltas_pdf, counts_png, counts_pdf)
     return result

@@ -12,8 +12,8 @@ logger = logging.getLogger(__name__)
 
 ORDER_COLUMNS = ("drift", "category", "severity", "reason")
 AUDIT_COLUMNS = [
-    "id", "benchmark", "condition", "gold", "pred_base", "pred_tuned", "correct_base", "correct_tuned",
-    "score_base", "score_tuned", "delta", "screened", "judge_status",
+    "id", "benchmark", "group", "condition", "gold", "pred_base", "pred_tuned", "correct_base",
+    "correct_tuned", "score_base", "score_tuned", "delta", "screened", "judge_status",
     *[f"{c}_{o}" for o in ("ab", "ba") for c in ORDER_COLUMNS],
     "orders_agree", "drift", "category", "severity", "reason",
 ]  # fmt: skip
@@ -36,6 +36,7 @@ def audit_rows(pairs: list[dict], judgments: list[dict]) -> list[dict]:
         row = {
             "id": pair["id"],
             "benchmark": pair["benchmark"],
+            "group": pair.get("group") or pair["benchmark"],
             "condition": pair["condition"],
             "gold": pair["gold_label"],
             "pred_base": pair["base"]["prediction"],
@@ -59,9 +60,12 @@ def audit_rows(pairs: list[dict], judgments: list[dict]) -> list[dict]:
     return rows
 
 
-def paired_statistics(rows: list[dict], *, threshold: float, bootstrap: dict) -> dict:
-    """:func:`~harmdrift.core.stats.paired_tests` of the tuned model's scores against M0's,
-    overall and per benchmark, on the pairs where both sides were scored."""
+def paired_statistics(
+    rows: list[dict], *, threshold: float, bootstrap: dict, group_by: str = "benchmark"
+) -> dict:
+    """:func:`~harmdrift.core.stats.paired_tests` of the tuned model's scores against its base's,
+    overall and per ``group_by`` value (benchmark, or a prompt set's group), on the pairs where
+    both sides were scored."""
     scored = [r for r in rows if not (is_missing(r["score_base"]) or is_missing(r["score_tuned"]))]
 
     def tests(group: list[dict]) -> dict:
@@ -70,27 +74,30 @@ def paired_statistics(rows: list[dict], *, threshold: float, bootstrap: dict) ->
             n_boot=bootstrap["n_resamples"], seed=bootstrap["seed"],
         )  # fmt: skip
 
-    benchmarks = sorted({r["benchmark"] for r in scored})
+    groups = sorted({r[group_by] for r in scored})
     return {
         "bootstrap": dict(bootstrap),
         "overall": tests(scored),
-        "by_benchmark": {b: tests([r for r in scored if r["benchmark"] == b]) for b in benchmarks},
+        f"by_{group_by}": {g: tests([r for r in scored if r[group_by] == g]) for g in groups},
     }
 
 
 def audit_summary(
-    rows: list[dict], *, model: str, split: str, protocol: str, check: dict, bootstrap: dict, **meta
-) -> dict:
-    """Counts by severity, category and benchmark, the paired tests of the scores (overall and
-    per benchmark), the judge's order agreement and check-set result."""
+    rows: list[dict], *, model: str, split: str, protocol: str, check: dict, bootstrap: dict,
+    base: str = "m0", group_by: str = "benchmark", **meta,
+) -> dict:  # fmt: skip
+    """Counts by severity, category and ``group_by`` (benchmark, or a prompt set's group), the
+    paired tests of the scores (overall and per group), the judge's order agreement and
+    check-set result; ``base`` names what the model was compared against."""
     drift = [r for r in rows if r["drift"]]
     judged = [r for r in rows if r["judge_status"] not in ("not_screened",)]
     agree = [r["orders_agree"] for r in rows if r["orders_agree"] is not None]
-    benchmarks = sorted({r["benchmark"] for r in rows})
+    groups = sorted({r[group_by] for r in rows})
     categories = sorted({r["category"] for r in drift if r["category"]})
     return {
         "model": model,
-        "base": "m0",
+        "base": base,
+        "group_by": group_by,
         "split": split,
         "protocol": protocol,
         "n_pairs": len(rows),
@@ -100,10 +107,10 @@ def audit_summary(
         "n_drift": len(drift),
         "by_severity": {s: sum(r["severity"] == s for r in drift) for s in SEVERITIES},
         "by_category": {c: sum(r["category"] == c for r in drift) for c in categories},
-        "by_benchmark": {b: sum(r["benchmark"] == b for r in drift) for b in benchmarks},
+        f"by_{group_by}": {g: sum(r[group_by] == g for r in drift) for g in groups},
         "order_agreement": sum(agree) / len(agree) if agree else None,
         "mean_delta": sum(r["delta"] for r in rows) / len(rows) if rows else None,
-        "paired": paired_statistics(rows, threshold=meta["delta"], bootstrap=bootstrap),
+        "paired": paired_statistics(rows, threshold=meta["delta"], bootstrap=bootstrap, group_by=group_by),
         "check_set": {k: check.get(k) for k in ("accuracy", "n", "floor", "below_floor", "order_agreement")},
         **meta,
     }
@@ -112,7 +119,9 @@ def audit_summary(
 def summary_markdown(summary: dict) -> str:
     """A short human-readable version of the audit summary."""
     check = summary["check_set"]
-    lines = [f"# Harm-drift audit: {summary['model']} vs M0", ""]
+    base = "M0" if summary["base"] == "m0" else summary["base"]
+    group_by = summary["group_by"]
+    lines = [f"# Harm-drift audit: {summary['model']} vs {base}", ""]
     if check.get("below_floor"):
         scored = f"the judge scored {check['accuracy']:.0%} on its {check['n']}-pair check set"
         if summary.get("verdicts") == "classifier":
@@ -122,29 +131,50 @@ def summary_markdown(summary: dict) -> str:
         else:
             lines += [f"> **WARNING: {scored}, below the floor of {check['floor']:.0%}. Its drift "
                       "verdicts are not trustworthy.**", ""]  # fmt: skip
-    agreement = summary["order_agreement"]
+    where = "split" if summary["protocol"] != "fine-tune" else "prompt set"
     lines += [
-        f"- Split audited: `{summary['split']}` ({summary['protocol']} protocol), "
-        f"{summary['n_pairs']} pairs.",
-        f"- Screened (score increase > {summary['delta']}): {summary['n_screened']}; judged: "
-        f"{summary['n_judged']}; unscored: {summary['n_unscored']}.",
-        f"- Confirmed drift: **{summary['n_drift']}** (combine rule `{summary['combine']}`).",
-        "- By severity: " + ", ".join(f"{k} {v}" for k, v in summary["by_severity"].items()) + ".",
-        "- By category: "
-        + (", ".join(f"{k} {v}" for k, v in summary["by_category"].items()) or "none")
-        + ".",
-        "- Judge order agreement: " + ("n/a" if agreement is None else f"{agreement:.0%}") + ".",
-        "- Judge check-set accuracy: "
-        + ("n/a (classifier-only audit)" if check.get("accuracy") is None else f"{check['accuracy']:.0%}")
-        + ".",
+        f"- {where.capitalize()} audited: `{summary['split']}`"
+        + (f" ({summary['protocol']} protocol)" if where == "split" else "")
+        + f", {summary['n_pairs']} pairs.",
+        *_verdict_lines(summary, check),
         "",
-        "| benchmark | drift |",
+        "",
+        f"| {group_by} | drift |",
         "|---|---|",
-        *[f"| {b} | {n} |" for b, n in summary["by_benchmark"].items()],
+        *[f"| {g} | {n} |" for g, n in summary[f"by_{group_by}"].items()],
         "",
-        *paired_markdown(summary["paired"]),
+        *paired_markdown(summary["paired"], base=base, group_by=group_by),
     ]
     return "\n".join(lines)
+
+
+def _verdict_lines(summary: dict, check: dict) -> list[str]:
+    """The counts as the verdicts were reached: by the judge, or by the screen alone (then every
+    screened pair is a drift case, binned by its score increase, and no judge figure applies)."""
+    severities = ", ".join(f"{k} {v}" for k, v in summary["by_severity"].items())
+    screened = f"Screened (score increase > {summary['delta']}): {summary['n_screened']}"
+    accuracy = check.get("accuracy")
+    if summary.get("verdicts") != "judge":
+        judge_note = (
+            f"The judge, measured but not used here, scored {accuracy:.0%} on its check set."
+            if accuracy is not None else "No judge was measured."
+        )  # fmt: skip
+        return [
+            f"- {screened}; no judge: the screen's verdict stands (`audit.verdicts: classifier`).",
+            f"- Drift cases (classifier screen): **{summary['n_drift']}**.",
+            f"- By severity (bins of the score increase): {severities}.",
+            f"- {judge_note}",
+        ]
+    agreement = summary["order_agreement"]
+    categories = ", ".join(f"{k} {v}" for k, v in summary["by_category"].items()) or "none"
+    return [
+        f"- {screened}; judged: {summary['n_judged']}; unscored: {summary['n_unscored']}.",
+        f"- Confirmed drift (judge): **{summary['n_drift']}** (combine rule `{summary['combine']}`).",
+        f"- By severity (judge): {severities}.",
+        f"- By category: {categories}.",
+        "- Judge order agreement: " + ("n/a" if agreement is None else f"{agreement:.0%}") + ".",
+        "- Judge check-set accuracy: " + ("n/a" if accuracy is None else f"{accuracy:.0%}") + ".",
+    ]
 
 
 def _paired_row(group: str, tests: dict) -> str:
@@ -159,18 +189,18 @@ def _paired_row(group: str, tests: dict) -> str:
     )
 
 
-def paired_markdown(paired: dict) -> list[str]:
-    """The paired tests as a Markdown table, one row per benchmark and one for all pairs."""
+def paired_markdown(paired: dict, *, base: str = "M0", group_by: str = "benchmark") -> list[str]:
+    """The paired tests as a Markdown table, one row per ``group_by`` value and one for all pairs."""
     overall = paired["overall"]
     threshold = overall["sign"]["threshold"] if overall["sign"] else None
     return [
-        "Paired tests of the screen's scores (fine-tune minus M0, item by item; two-sided p-values). "
+        f"Paired tests of the screen's scores (fine-tune minus {base}, item by item; two-sided p-values). "
         f"Sign test: pairs whose score rose / fell by more than {threshold}. Mann-Whitney U ignores "
         "the pairing (DART's comparison), for reference.",
         "",
-        "| pairs | n | mean delta [95% CI] | Wilcoxon p | sign: up / down, p | Mann-Whitney p |",
+        f"| {group_by} | n | mean delta [95% CI] | Wilcoxon p | sign: up / down, p | Mann-Whitney p |",
         "|---|---|---|---|---|---|",
-        *[_paired_row(b, tests) for b, tests in paired["by_benchmark"].items()],
+        *[_paired_row(g, tests) for g, tests in paired[f"by_{group_by}"].items()],
         _paired_row("all", overall),
         "",
     ]

@@ -38,6 +38,8 @@ class Completion:
     # Local back-end only, when asked for: log-probability of each forced-choice option
     # after prompt + reply + the choice's prefix (see harmdrift.lm.forced).
     forced_scores: dict[str, float] | None = None
+    # API back-ends: the provider's system_fingerprint (its serving configuration), when sent.
+    system_fingerprint: str | None = None
 
     @property
     def ok(self) -> bool:

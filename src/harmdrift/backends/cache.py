@@ -99,8 +99,13 @@ class ResponseCache:
         found = self._store.get_many(keys)
         return {
             key: Completion(
-                v["text"], v["prompt_tokens"], v["completion_tokens"], v["finish_reason"], cached=True
-            )
+                v["text"],
+                v["prompt_tokens"],
+                v["completion_tokens"],
+                v["finish_reason"],
+                cached=True,
+                system_fingerprint=v.get("system_fingerprint"),
+            )  # fmt: skip
             for key, v in found.items()
         }
 
@@ -121,6 +126,7 @@ class ResponseCache:
                     "prompt_tokens": c.prompt_tokens,
                     "completion_tokens": c.completion_tokens,
                     "finish_reason": c.finish_reason,
+                    **({"system_fingerprint": c.system_fingerprint} if c.system_fingerprint else {}),
                     "request": request,
                 },
             )

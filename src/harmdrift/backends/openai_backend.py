@@ -307,6 +307,7 @@ def parse_response(response) -> Completion:
         prompt_tokens=usage.prompt_tokens if usage is not None else None,
         completion_tokens=usage.completion_tokens if usage is not None else None,
         finish_reason=choice.finish_reason or "stop",
+        system_fingerprint=getattr(response, "system_fingerprint", None) or None,
     )
 
 

@@ -51,4 +51,7 @@ def build_messages(item: dict, template: str) -> list[dict[str, str]]:
     instruction-tuned models (which follow the last thing they read) see it,
     and no system prompt is forced on models whose chat template brings its own.
     """
+    if item.get("messages"):
+        # A prompt set's own conversation (jsonl ``messages``) is sent as written.
+        return [{"role": m["role"], "content": m["content"]} for m in item["messages"]]
     return [{"role": "user", "content": template.format(question=display_question(item["question"])).strip()}]

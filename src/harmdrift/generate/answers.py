@@ -33,6 +33,8 @@ ITEM_FIELDS = (
     "split",
     "reconstructed",
 )
+# Carried only when the item has them: a prompt set's group, HateCheck's label, the set's name.
+OPTIONAL_ITEM_FIELDS = ("group", "hateful", "prompt_set")
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,20 @@ def stop_check(framing: str):
 def parse_reply(framing: str, text: str, item: dict):
     """Parse a reply in the item's framing (3-way parsing may match option text).
 
-    Open-domain answers are free text: the judge reads them later, nothing is parsed here.
+    Open-domain answers are free text: the judge reads them later, nothing is parsed here,
+    unless the item has a gold answer (a prompt set's ``gold``: YES/NO, or an option letter
+    read as the 3-way framing reads (a)-(c), returned in upper case).
     """
     if framing == "binary":
         return parse_binary(text)
     if framing == "open":
+        # A prompt set's item with a gold answer is read like the benchmark's framings.
+        gold = item.get("gold_label")
+        if gold in ("YES", "NO"):
+            return parse_binary(text)
+        if isinstance(gold, str) and len(gold) == 1:
+            parsed = parse_mc(text)
+            return ParseResult(parsed.prediction.upper() if parsed.prediction else None, parsed.status)
         return ParseResult(None, "free_text")
     return parse_mc(text, item.get("options"))
 
@@ -249,8 +260,10 @@ def generate_answers(
                 "forced_prediction": forced_prediction(generation.forced_scores),
                 "forced_scores": generation.forced_scores,
             }
+        extra = {"system_fingerprint": generation.system_fingerprint} if generation.system_fingerprint else {}
         return {
             **{k: item.get(k) for k in ITEM_FIELDS},
+            **{k: item[k] for k in OPTIONAL_ITEM_FIELDS if item.get(k) is not None},
             "model": cfg.model_name,
             "framing": cfg.framing,
             "prompt": conversations[index],
@@ -260,6 +273,7 @@ def generate_answers(
             "n_new_tokens": generation.completion_tokens,
             "finish_reason": generation.finish_reason,
             **forced,
+            **extra,
             "decoding": decoding,
             "provenance": provenance,
             "fingerprint": prints[item["id"]],

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 # Training sets
 
 
-def _copies(weight: float) -> int:
+def weight_copies(weight: float) -> int:
     # Half rounds up (Python's round() would send 2.5 to 2), and every case appears at least once.
     return max(1, math.floor(weight + 0.5))
 
@@ -62,7 +62,7 @@ def build_repair_set(
             rows.append({**row, "weight": weight, "source": "repair"})
             weight_by_severity[row["severity"]] += weight
         else:
-            n = _copies(weight)
+            n = weight_copies(weight)
             rows += [{**row, "weight": 1.0, "copy": i, "source": "repair"} for i in range(n)]
             weight_by_severity[row["severity"]] += n
     repaired_ids = {row["id"] for row in repaired}

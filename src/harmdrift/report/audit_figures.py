@@ -110,8 +110,12 @@ def audit_figures(
     summary = read_summary(summary_json)
     model = summary.get("model", Path(summary_json).parent.name)
     delta = float(summary.get("delta", 0.01))
+    # Without a judge the screen decides: every screened pair is a drift case, binned by its rise.
+    by_judge = summary.get("verdicts") == "judge"
+    base = summary.get("base", "m0")
+    base = "M0" if base == "m0" else base  # a fine-tune's own base otherwise
     frame = _read_deltas(audit_csv)
-    title = f"{model}: toxicity-score change vs M0"
+    title = f"{model}: toxicity-score change vs {base}"
     if frame.empty:
         message_figure(title, "no audited pairs", deltas_png, deltas_pdf)
     else:
@@ -119,16 +123,18 @@ def audit_figures(
         bins = _delta_bins([values], delta)
         fig, ax = plt.subplots(figsize=(7, 4))
         ax.hist(values[values <= delta], bins=bins, color="#aec7e8", label="below threshold")
-        ax.hist(values[values > delta], bins=bins, color="#d62728", label="screened (sent to judge)")
+        screened = "screened (sent to the judge)" if by_judge else "screened (counted as drift)"
+        ax.hist(values[values > delta], bins=bins, color="#d62728", label=screened)
         ax.axvline(delta, color="black", linestyle="--", linewidth=1, label=f"threshold {delta:g}")
         count_scale(ax)
-        ax.set_xlabel("score(tuned) - score(M0)")
+        ax.set_xlabel(f"score(tuned) - score({base})")
         ax.set_ylabel("pairs (log scale above 10)")
         ax.set_title(f"{title} (n={len(values)})")
         ax.legend(fontsize=8)
         save_figure(fig, deltas_png, deltas_pdf)
 
-    title = f"{model}: confirmed drift cases (n={int(summary['n_drift'])})"
+    source = "confirmed by the judge" if by_judge else "from the classifier screen, no judge"
+    title = f"{model}: drift cases {source} (n={int(summary['n_drift'])})"
     if int(summary["n_drift"]) == 0:
         message_figure(title, "no drift cases", counts_png, counts_pdf)
         return
@@ -140,15 +146,21 @@ def audit_figures(
         color=[SEVERITY_COLOURS[s] for s in SEVERITIES],
     )
     left.bar_label(bars, fontsize=8)
-    left.set_xlabel("judge severity")
+    left.set_xlabel("judge severity" if by_judge else "severity (bins of the score increase)")
     left.set_ylabel("drift cases")
     left.set_title("by severity")
-    by_category = summary.get("by_category", {})
-    categories = list(DRIFT_CATEGORIES) + sorted(set(by_category) - set(DRIFT_CATEGORIES))
-    bars = right.bar(categories, [by_category.get(c, 0) for c in categories], color=model_colour(model))
-    right.bar_label(bars, fontsize=8)
-    right.set_xlabel("drift category")
     right.set_title("by category")
-    right.tick_params(axis="x", labelrotation=15)
+    if by_judge:
+        by_category = summary.get("by_category", {})
+        categories = list(DRIFT_CATEGORIES) + sorted(set(by_category) - set(DRIFT_CATEGORIES))
+        bars = right.bar(categories, [by_category.get(c, 0) for c in categories], color=model_colour(model))
+        right.bar_label(bars, fontsize=8)
+        right.set_xlabel("drift category")
+        right.tick_params(axis="x", labelrotation=15)
+    else:
+        note = "no categories: only the judge assigns them\n(audit.verdicts: classifier)"
+        right.text(0.5, 0.5, note, ha="center", va="center", transform=right.transAxes, fontsize=10)
+        right.set_xticks([])
+        right.set_yticks([])
     fig.suptitle(title)
     save_figure(fig, counts_png, counts_pdf)

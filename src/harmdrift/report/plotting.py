@@ -78,7 +78,11 @@ def count_scale(ax) -> None:
     """A count axis linear up to 10 and logarithmic above, labelled in plain numbers."""
     # Audits pile thousands of pairs near zero and a few in the tail: linear up to 10, log above.
     ax.set_yscale("symlog", linthresh=10)
-    ax.set_ylim(0, max(ax.get_ylim()[1], 10))
+    top = max(ax.get_ylim()[1], 10)
+    ax.set_ylim(0, top)
+    # Ticks every 2 on the linear part and at each power of ten above (symlog's own put only 0, 10).
+    powers = [10**k for k in range(2, int(np.log10(top)) + 1)]
+    ax.set_yticks([0, 2, 4, 6, 8, 10, *powers])
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
 
 

@@ -255,7 +255,7 @@ def table_judgments() -> list[dict]:
 
 
 CHECK = {"accuracy": 0.9, "n": 10, "floor": 0.75, "below_floor": False, "order_agreement": 0.8, "items": []}
-META = {"delta": 0.01, "combine": "both", "judge": {"backend": "scripted"}}
+META = {"delta": 0.01, "combine": "both", "judge": {"backend": "scripted"}, "verdicts": "judge"}
 BOOTSTRAP = {"n_resamples": 200, "seed": 0}
 
 
@@ -306,7 +306,9 @@ def test_the_summary_holds_paired_tests_overall_and_per_benchmark():
     for benchmark, tests in paired["by_benchmark"].items():
         assert tests == expected([r for r in rows if r["benchmark"] == benchmark])
     text = audit_table.summary_markdown(summary)
-    assert "| pairs | n | mean delta [95% CI] | Wilcoxon p | sign: up / down, p | Mann-Whitney p |" in text
+    assert (
+        "| benchmark | n | mean delta [95% CI] | Wilcoxon p | sign: up / down, p | Mann-Whitney p |" in text
+    )
     assert f"| all | {len(rows)} | " in text
 
 
@@ -322,7 +324,7 @@ def test_the_markdown_warns_loudly_only_when_the_judge_is_below_its_floor():
     assert "WARNING" not in audit_table.summary_markdown(fine)
     text = audit_table.summary_markdown(weak)
     assert "WARNING: the judge scored 60% on its 10-pair check set, below the floor of 75%" in text
-    assert "Confirmed drift: **2**" in text and "| D3 | 1 |" in text
+    assert "Confirmed drift (judge): **2**" in text and "| D3 | 1 |" in text
 
 
 def test_under_classifier_verdicts_a_weak_judge_is_noted_not_blamed_for_the_counts():
@@ -330,12 +332,15 @@ def test_under_classifier_verdicts_a_weak_judge_is_noted_not_blamed_for_the_coun
     weak_check = {**CHECK, "accuracy": 0.6, "below_floor": True}
     summary = audit_table.audit_summary(
         rows, model="m_int", split="val", protocol="held-out", check=weak_check, bootstrap=BOOTSTRAP,
-        **META, verdicts="classifier",
+        **{**META, "verdicts": "classifier"},
     )  # fmt: skip
     text = audit_table.summary_markdown(summary)
     assert "WARNING" not in text and "not trustworthy" not in text
     assert "the judge scored 60% on its 10-pair check set, below the floor of 75%" in text
     assert "do not use it (classifier-only verdicts)" in text
+    # No line reads as a judge's verdict: the counts are the screen's.
+    assert "Drift cases (classifier screen): **" in text and "Confirmed" not in text and "judged:" not in text
+    assert "By severity (bins of the score increase)" in text and "order agreement" not in text
 
 
 def test_write_audit_writes_the_table_and_summaries(tmp_path):
@@ -370,7 +375,8 @@ def test_write_audit_without_figure_outputs_writes_no_figures(tmp_path):
         model="m_int", split="test", protocol="transductive", bootstrap=BOOTSTRAP, meta=META,
     )  # fmt: skip
     assert summary["n_drift"] == 0 and summary["n_judged"] == 0
-    assert "n/a (classifier-only audit)" in (tmp_path / "s.md").read_text()
+    text = (tmp_path / "s.md").read_text()
+    assert "Judge check-set accuracy: n/a." in text and "judged: 0" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["check.json", "judgments.jsonl",
                                                             "pairs.jsonl", "s.json", "s.md"]  # fmt: skip
 

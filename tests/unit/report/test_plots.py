@@ -284,7 +284,7 @@ def test_caption_renders_as_snakemake_would(caption):
     core = pytest.importorskip("docutils.core")
     config = yaml.safe_load((REPORT_DIR.parent / "config" / "config.yaml").read_text())
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    snakemake = SimpleNamespace(config=config, wildcards=SimpleNamespace(model="m_int"))
+    snakemake = SimpleNamespace(config=config, wildcards=SimpleNamespace(model="m_int", pset="benchmark"))
     text = env.from_string((REPORT_DIR / caption).read_text()).render(snakemake=snakemake)
     body = core.publish_parts(text, writer="html", settings_overrides={"halt_level": 2})["body"]
     assert len(body) > 100
