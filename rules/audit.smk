@@ -3,7 +3,7 @@
 
 rule pair_answers:
     input:
-        base=f"{RESULTS}generate/{vocab.BASE_MODEL}/{AUDIT_SPLIT}.binary.jsonl",
+        base=lambda w: f"{RESULTS}generate/{audit_base(w.model)}/{AUDIT_SPLIT}.binary.jsonl",
         tuned=f"{RESULTS}generate/{{model}}/{AUDIT_SPLIT}.binary.jsonl",
         split_items=f"{RESULTS}data/splits/{AUDIT_SPLIT}.jsonl",
         scorer=get_scorer_files,
@@ -179,5 +179,6 @@ rule audit_summary:
         protocol=PROTOCOL,
         audit=audit_summary_params(),
         bootstrap=config["evaluation"]["bootstrap"],
+        base=lambda w: audit_base(w.model),
     script:
         "../scripts/audit_summary.py"

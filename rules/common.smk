@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -97,8 +98,17 @@ if CONTROL:
     TRAINING_DATA[vocab.PLANTED_REPAIR_MODEL] = (
         f"{RESULTS}repair/{vocab.PLANTED_REPAIR_MODEL}/train.jsonl"
     )
-MODELS = [vocab.BASE_MODEL, *TRAINING_DATA]
-AUDITED = MODELS[1:]
+# The models trained here (each has an adapter), and the rows answering under DART's
+# inference-time explanation policy (evaluation.policy): the same weights with the policy's
+# system prompt, audited against M0 under the same policy.
+TRAINED = list(TRAINING_DATA)
+POLICY_ROWS = (
+    [vocab.policy_model(m) for m in vocab.POLICY_MODELS if m in [vocab.BASE_MODEL, *TRAINED]]
+    if config["evaluation"]["policy"] != "off"
+    else []
+)
+MODELS = [vocab.BASE_MODEL, *TRAINED, *POLICY_ROWS]
+AUDITED = [m for m in MODELS if vocab.without_policy(m) != vocab.BASE_MODEL]
 # Rationale sets: whether the teacher is told the gold label or first predicts its own
 # (then the prompt asking for that prediction is an input too).
 LABEL_SOURCES = vocab.RATIONALE_SETS
@@ -109,7 +119,7 @@ JUDGE = judge_spec(config)
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
+    model="|".join(re.escape(m) for m in MODELS),
     split="|".join([*SPLITS, "open_domain"]),
     source="|".join(LABEL_SOURCES),
     framing="|".join(vocab.FRAMINGS),
@@ -156,8 +166,22 @@ def get_teacher_files(wildcards):
 
 
 def get_adapter(model):
-    """The LoRA adapter folder a model name stands for; M0 is the base model alone."""
+    """The LoRA adapter folder a model name stands for; M0 is the base model alone, and a
+    policy row uses its plain model's weights."""
+    model = vocab.without_policy(model)
     return None if model == vocab.BASE_MODEL else f"{RESULTS}adapters/{model}"
+
+
+def audit_base(model):
+    """What a model is audited against: M0, under the policy for a policy row."""
+    if model.endswith(vocab.POLICY_SUFFIX):
+        return vocab.policy_model(vocab.BASE_MODEL)
+    return vocab.BASE_MODEL
+
+
+def policy_prompt(wildcards):
+    """The explanation policy's prompt file for a policy row's generations, else nothing."""
+    return [config["prompts"]["policy"]] if wildcards.model.endswith(vocab.POLICY_SUFFIX) else []
 
 
 def get_adapter_files(wildcards):
@@ -280,7 +304,9 @@ FIGURES = list(vocab.FIGURES)
 # and the repair see planted drift, which open-domain answers do not bear on, and leaving
 # them out spares two generation and two sorting jobs of the CPU run.
 OPEN_DOMAIN_MODELS = [
-    m for m in MODELS if m not in (vocab.PLANTED_MODEL, vocab.PLANTED_REPAIR_MODEL)
+    m
+    for m in MODELS
+    if m not in (vocab.PLANTED_MODEL, vocab.PLANTED_REPAIR_MODEL, *POLICY_ROWS)
 ]
 
 
@@ -351,7 +377,7 @@ def get_final_outputs():
             for source in rationale_sources()
             for suffix in (".jsonl", ".dropped.jsonl", ".summary.json", ".usage.json")
         ],
-        *[f"{RESULTS}adapters/{m}/{name}" for m in AUDITED for name in ADAPTER_FILES],
+        *[f"{RESULTS}adapters/{m}/{name}" for m in TRAINED for name in ADAPTER_FILES],
         *answer_files(),
         *[out for m in MODELS for out in metrics_outputs(m)],
         f"{RESULTS}audit/check_pairs.jsonl",

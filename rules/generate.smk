@@ -4,6 +4,7 @@ rule generate_answers:
         template=lambda w: config["prompts"][w.framing],
         model=get_student_files,
         adapter_files=get_adapter_files,
+        policy=policy_prompt,
     output:
         answers=f"{RESULTS}generate/{{model}}/{{split}}.{{framing}}.jsonl",
     log:
@@ -26,5 +27,6 @@ rule generate_answers:
         adapter=lambda w: get_adapter(w.model),
         generation=generation_params,
         cache_dir=config["cache_dir"],
+        policy=lambda w: (policy_prompt(w) or [None])[0],
     script:
         "../scripts/generate_answers.py"

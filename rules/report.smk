@@ -54,7 +54,7 @@ rule figures:
         audits=expand(f"{RESULTS}audit/{{model}}/summary.json", model=AUDITED),
         audit_tables=expand(f"{RESULTS}audit/{{model}}/audit.csv", model=AUDITED),
         open_domain=open_domain_rates(),
-        losses=expand(f"{RESULTS}adapters/{{model}}/loss.csv", model=AUDITED),
+        losses=expand(f"{RESULTS}adapters/{{model}}/loss.csv", model=TRAINED),
     output:
         **{
             f"{name}_{ext}": (
@@ -80,6 +80,7 @@ rule figures:
     params:
         models=MODELS,
         audited=AUDITED,
+        trained=TRAINED,
         open_domain_models=OPEN_DOMAIN_MODELS,
         delta=config["audit"]["delta"],
     script:

@@ -20,4 +20,5 @@ audit_summary(
     protocol=snakemake.params.protocol,
     audit=snakemake.params.audit,
     bootstrap=snakemake.params.bootstrap,
+    base=snakemake.params.base,
 )

@@ -14,6 +14,7 @@ figures(
     figure_paths=list(snakemake.output),
     models=snakemake.params.models,
     audited=snakemake.params.audited,
+    trained=snakemake.params.trained,
     open_domain_models=snakemake.params.open_domain_models,
     delta=snakemake.params.delta,
 )

@@ -16,4 +16,5 @@ generate_answers(
     adapter=snakemake.params.adapter,
     threads=snakemake.threads,
     cache_dir=snakemake.params.cache_dir,
+    policy=snakemake.params.policy,
 )

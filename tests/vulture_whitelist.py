@@ -22,6 +22,8 @@ AUDIT_FIGURES  # rules/common.smk: each audited model's figures
 template_for  # rules/common.smk and rules/finetune.smk: a prompt set's template file
 framing_for  # rules/finetune.smk: a prompt set's framing
 check_prompt_files  # rules/common.smk reads every fine-tune prompt file at parse time
+POLICY_MODELS  # rules/common.smk: the models that get an explanation-policy row
+policy_model  # rules/common.smk names each policy row
 CONTROL_FIGURE  # rules/common.smk and rules/control.smk: the control's figure file
 
 # --- read by transformers, tokenizers or peft, never by our code

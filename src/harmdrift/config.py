@@ -409,7 +409,13 @@ def _missing_files(config: dict) -> list[str]:
                 missing.append(f"config key data.benchmarks[{index}]: benchmark file {path!r} not found")
     # Every run writes the open-domain rates and the judge's check (rules classify_open_answers
     # and judge_check take these files as inputs whatever the judge's back-end).
-    files = [(f"prompts.{framing}", "template file", path) for framing, path in config["prompts"].items()]
+    # The explanation policy's prompt only when a policy row will read it.
+    unused = {"policy"} if config["evaluation"]["policy"] == "off" else set()
+    files = [
+        (f"prompts.{key}", "template file", path)
+        for key, path in config["prompts"].items()
+        if key not in unused
+    ]
     files += [
         ("open_domain.queries", "query file", config["open_domain"]["queries"]),
         ("open_domain.judge_prompt", "template file", config["open_domain"]["judge_prompt"]),

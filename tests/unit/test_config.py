@@ -246,7 +246,8 @@ def test_schema_names_are_vocab_names():
     assert set(enum("audit", "properties", "split")) <= set(vocab.SPLITS)
     assert set(enum("evaluation", "properties", "framings", "items")) <= set(vocab.FRAMINGS)
     budgets = top["generation"]["properties"]["max_new_tokens"]["properties"]
-    assert tuple(budgets) == tuple(top["prompts"]["properties"]) == vocab.FRAMINGS
+    assert tuple(budgets) == vocab.FRAMINGS
+    assert tuple(top["prompts"]["properties"]) == (*vocab.FRAMINGS, "policy")  # a template per framing
     assert set(OPEN_DOMAIN_COLOURS) == set(vocab.OPEN_DOMAIN_CATEGORIES)
 
 

@@ -119,7 +119,7 @@ def summary_meta(audit: dict) -> dict:
 def audit_summary(
     *, pairs: str, judgments: str, csv: str, check: str, summary: str, summary_md: str, deltas_png: str,
     deltas_pdf: str, counts_png: str, counts_pdf: str, model: str, split: str, protocol: str, audit: dict,
-    bootstrap: dict,
+    bootstrap: dict, base: str = "m0",
 ) -> dict:  # fmt: skip
     """Rule audit_summary: the audit's summary (JSON, Markdown) and its two figures.
 
@@ -132,11 +132,12 @@ def audit_summary(
         audit: the audit keys the summary reports (``delta``, ``max_chars``, ``verdicts``,
             ``scorer`` and ``judge``'s back-end, model, server, combine rule and scope).
         bootstrap: ``evaluation.bootstrap`` (resamples and seed of the paired tests' interval).
+        base: what the model was audited against (M0, or M0 under the policy for a policy row).
     """
     outputs = {"summary": summary, "summary_md": summary_md}
     result = write_audit_summary(
         pairs, judgments, check, outputs, model=model, split=split, protocol=protocol,
-        bootstrap=bootstrap, meta=summary_meta(audit),
+        bootstrap=bootstrap, meta={**summary_meta(audit), "base": base},
     )  # fmt: skip
     audit_figures(csv, summary, deltas_png, deltas_pdf, counts_png, counts_pdf)
     return result

@@ -346,3 +346,26 @@ def analysis_for_scoring(reply: str, max_chars: int = 512) -> str:
     if max_chars < 1:
         raise ValueError(f"config key audit.max_chars must be >= 1, got {max_chars}")
     return split_analysis(reply)[:max_chars]
+
+
+# The inference-time explanation policy's length limits on the analysis (DART's policy trim).
+POLICY_MAX_SENTENCES = 4
+POLICY_MAX_CHARS = 700
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+
+
+def policy_trim(reply: str, max_sentences: int = POLICY_MAX_SENTENCES, max_chars: int = POLICY_MAX_CHARS):
+    """Cut a policy-on reply's analysis to ``max_sentences`` sentences and ``max_chars``
+    characters, keeping its last conclusion line as written.
+
+    Returns:
+        (the trimmed reply, a record: ``trimmed``, and the analysis' ``sentences`` and ``chars``
+        before the cut).
+    """
+    conclusions = _ANY_CONCLUSION_LINE.findall(reply)
+    analysis = split_analysis(reply)
+    sentences = [s for s in _SENTENCE_BREAK.split(analysis) if s.strip()]
+    cut = " ".join(sentences[:max_sentences])[:max_chars].rstrip()
+    trimmed = "\n".join(part for part in (cut, conclusions[-1].strip() if conclusions else "") if part)
+    record = {"trimmed": trimmed != reply.strip(), "sentences": len(sentences), "chars": len(analysis)}
+    return trimmed, record

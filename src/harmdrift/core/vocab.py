@@ -146,10 +146,27 @@ def repair_round(model: str) -> int | None:
     return int(suffix) if suffix != model and suffix.isdigit() else None
 
 
+# A model answering under DART's inference-time explanation policy: "<model>+policy".
+POLICY_SUFFIX = "+policy"
+# The models that get a policy row (evaluation.policy: on or both).
+POLICY_MODELS = (BASE_MODEL, REFERENCE_MODEL, REPAIR_MODEL)
+
+
+def policy_model(model: str) -> str:
+    return f"{model}{POLICY_SUFFIX}"
+
+
+def without_policy(model: str) -> str:
+    """The model whose weights a row uses: ``m_int+policy`` is M_int's."""
+    return model.removesuffix(POLICY_SUFFIX)
+
+
 def describe_model(model: str) -> str:
     """One-line description of a model name; repair rounds ``m_dart_rK`` are recognised by prefix."""
     if model in MODEL_NOTES:
         return MODEL_NOTES[model]
+    if model.endswith(POLICY_SUFFIX):
+        return f"{without_policy(model)} answering under the inference-time explanation policy"
     if repair_round(model) is not None:
         return f"Stage III: iterative repair, round {repair_round(model)}"
     return "model not described in MODEL_NOTES"
@@ -157,6 +174,9 @@ def describe_model(model: str) -> str:
 
 def _order_key(model: str) -> tuple[int, int, str]:
     # Pipeline order first (base, Stage I, repair rounds), then the ablations, then anything else.
+    if model.endswith(POLICY_SUFFIX):  # right after its plain row
+        first, second, _ = _order_key(without_policy(model))
+        return first, second, model
     if model in MODELS:
         return MODELS[model][1], 0, model
     if repair_round(model) is not None:

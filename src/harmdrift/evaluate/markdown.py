@@ -37,48 +37,67 @@ def _format_cell(column: str, value: object) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _format_ci(low: object, high: object) -> str:
-    if _is_missing(low) or _is_missing(high):
+def _format_value_ci(column: str, value: object, low: object, high: object) -> str:
+    if _is_missing(value):
         return _MISSING
-    return f"[{100 * float(low):.1f}, {100 * float(high):.1f}]"
+    if _is_missing(low) or _is_missing(high):
+        return _format_cell(column, value)
+    return f"{_format_cell(column, value)} [{100 * float(low):.1f}, {100 * float(high):.1f}]"
 
 
-def _markdown_columns(columns: list[str]) -> list[tuple[str, str, str | None]]:
-    """(header, column, partner) triples: each *ci_low/*ci_high pair becomes one CI column."""
-    layout = []
+def _ci_partners(columns: list[str]) -> dict[str, tuple[str, str]]:
+    """Value column -> its (ci_low, ci_high) columns: ``x_ci_low`` belongs to ``x``, and the older
+    unprefixed names to the accuracy they bound (``ci_low`` to ``overall_acc``, ``equal_ci_low``
+    to ``equal_acc``)."""
+    partners = {}
     for column in columns:
-        if column.endswith("ci_high") and column.replace("ci_high", "ci_low") in columns:
+        if not column.endswith("ci_low") or column.replace("ci_low", "ci_high") not in columns:
             continue
-        partner = column.replace("ci_low", "ci_high") if column.endswith("ci_low") else None
-        if partner is not None and partner in columns:
-            stem = column[: -len("ci_low")].rstrip("_") or "overall"
-            layout.append((f"{stem} {CI_LEVEL:.0%} CI", column, partner))
-        else:
-            layout.append((column, column, None))
-    return layout
+        stem = column[: -len("ci_low")].rstrip("_")
+        for value in (stem, f"{stem}_acc", "overall_acc" if not stem else None):
+            if value and value in columns:
+                partners[value] = (column, column.replace("ci_low", "ci_high"))
+                break
+    return partners
+
+
+# Columns per table: a row of the full metrics is too wide to read, so it is cut into tables that
+# each repeat the row's key.
+_COLUMNS_PER_TABLE = 8
 
 
 def metrics_markdown(table: pd.DataFrame, title: str) -> str:
     """Render a metrics table as a markdown section.
 
-    Shares are percentages with one decimal, each ``*ci_low``/``*ci_high`` pair becomes one
-    "[lo, hi]" column (in percent), counts are integers, macro-F1 has three decimals, p-values
-    are in scientific notation and missing values read "n/a".
+    Shares are percentages with one decimal, each followed by its 95% interval in brackets when the
+    table has one (``x_ci_low``/``x_ci_high``), counts are integers, macro-F1 has three decimals,
+    p-values are in scientific notation and missing values read "n/a". The columns are cut into
+    tables of at most eight, each led by the row's key (the first column).
 
     Args:
         table: a frame returned by :func:`binary_metrics` or :func:`mc_metrics`.
         title: the section heading.
 
     Returns:
-        The heading, a blank line and the table, ending in a newline.
+        The heading and the tables, separated by blank lines, ending in a newline.
     """
-    layout = _markdown_columns(list(table.columns))
-    lines = [f"## {title}", "", "| " + " | ".join(header for header, _, _ in layout) + " |"]
-    lines.append("|" + "|".join("---" for _ in layout) + "|")
-    for record in table.to_dict("records"):
-        cells = [
-            _format_ci(record[column], record[partner]) if partner else _format_cell(column, record[column])
-            for _, column, partner in layout
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    columns = list(table.columns)
+    partners = _ci_partners(columns)
+    bounds = {c for pair in partners.values() for c in pair}
+    key, *shown = [c for c in columns if c not in bounds]
+    records = table.to_dict("records")
+    lines = [f"## {title}"]
+    for start in range(0, len(shown), _COLUMNS_PER_TABLE):
+        part = shown[start : start + _COLUMNS_PER_TABLE]
+        headers = [key, *(f"{c} [{CI_LEVEL:.0%} CI]" if c in partners else c for c in part)]
+        lines += ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        for record in records:
+            cells = [_format_cell(key, record[key])]
+            for column in part:
+                if column in partners:
+                    low, high = partners[column]
+                    cells.append(_format_value_ci(column, record[column], record[low], record[high]))
+                else:
+                    cells.append(_format_cell(column, record[column]))
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -13,7 +13,16 @@ from harmdrift.backends.base import Completion
 from harmdrift.backends.hf_backend import HFChatBackend
 from harmdrift.core.decoding import GenParams
 from harmdrift.core.io import DataError, iter_jsonl, json_sha256, read_jsonl, write_jsonl
-from harmdrift.core.parsing import ParseResult, conclusion_written, mc_answer_written, parse_binary, parse_mc
+from harmdrift.core.parsing import (
+    POLICY_MAX_CHARS,
+    POLICY_MAX_SENTENCES,
+    ParseResult,
+    conclusion_written,
+    mc_answer_written,
+    parse_binary,
+    parse_mc,
+    policy_trim,
+)
 from harmdrift.core.prompts import build_messages, load_template
 from harmdrift.core.store import KeyValueStore
 from harmdrift.core.vocab import FRAMINGS
@@ -53,6 +62,9 @@ class AnswerConfig:
     # not the job was resumed, so a resumed job writes the same bytes as an uninterrupted one
     # (rows decoded beside other companions would shift float32 logits slightly).
     checkpoint_every: int | None = None
+    # DART's inference-time explanation policy: a system prompt ahead of every question, and the
+    # analysis of each reply cut to its limits afterwards (core.parsing.policy_trim). None: off.
+    policy: str | None = None
 
     def __post_init__(self) -> None:
         # The framing comes from the rule's wildcard, not from a config key the schema checks
@@ -133,7 +145,8 @@ def _stored_replies(records: list[dict]) -> dict[str, dict]:
     """What a record holds of its generation, enough to build the record again."""
     return {
         r["id"]: {
-            "text": r["raw_output"],
+            # The reply as decoded: a policy-trimmed record keeps it beside the trimmed one.
+            "text": (r.get("policy_trim") or {}).get("untrimmed", r["raw_output"]),
             "n_new_tokens": r["n_new_tokens"],
             "finish_reason": r["finish_reason"],
             "forced_scores": r.get("forced_scores"),
@@ -233,6 +246,13 @@ def generate_answers(
             "separator": cfg.forced.separator,
         }
     conversations = [build_messages(item, template) for item in items]
+    if cfg.policy is not None:
+        conversations = [[{"role": "system", "content": cfg.policy}, *c] for c in conversations]
+        decoding["policy"] = {
+            "prompt_sha256": hashlib.sha256(cfg.policy.encode()).hexdigest(),
+            "max_sentences": POLICY_MAX_SENTENCES,
+            "max_chars": POLICY_MAX_CHARS,
+        }
     prompt_texts = [backend.render(c) for c in conversations]
     prints = {
         item["id"]: fingerprint(provenance, decoding, text)
@@ -251,7 +271,13 @@ def generate_answers(
 
     def record_for(index: int, generation: Completion) -> dict:
         item = items[index]
-        parsed = parse_reply(cfg.framing, generation.text, item)
+        text, trim = generation.text, {}
+        if cfg.policy is not None:
+            text, record = policy_trim(generation.text)
+            trim = {
+                "policy_trim": {**record, **({"untrimmed": generation.text} if record["trimmed"] else {})}
+            }
+        parsed = parse_reply(cfg.framing, text, item)
         forced = {}
         if cfg.forced is not None:
             if generation.forced_scores is None:
@@ -267,7 +293,8 @@ def generate_answers(
             "model": cfg.model_name,
             "framing": cfg.framing,
             "prompt": conversations[index],
-            "raw_output": generation.text,
+            "raw_output": text,
+            **trim,
             "prediction": parsed.prediction,
             "parse_status": parsed.status,
             "n_new_tokens": generation.completion_tokens,

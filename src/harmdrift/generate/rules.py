@@ -60,6 +60,7 @@ def generate_answers(
     adapter: str | None = None,
     threads: int | None = None,
     cache_dir: str | None = None,
+    policy: str | None = None,
 ) -> dict:
     """Rule generate_answers: one model answers one split in one framing.
 
@@ -74,6 +75,7 @@ def generate_answers(
         threads: CPU threads torch may use (the job's Snakemake threads).
         cache_dir: where an identical job's replies are looked up and this job's are kept
             (with ``generation.cache``); None decodes every time.
+        policy: the explanation policy's prompt file (a ``<model>+policy`` row), or None.
     """
     set_threads(threads)
     spec = parse_model_spec(student["model"], key="student.model")
@@ -87,6 +89,7 @@ def generate_answers(
         # "\nConclusion:"), read from the reply's KV cache at little cost.
         forced=ForcedChoice() if framing == "binary" else None,
         checkpoint_every=generation["checkpoint_every"],
+        policy=Path(policy).read_text(encoding="utf-8").strip() if policy else None,
     )
     provenance = model_provenance(spec, load_path, student["revision"])
     if adapter:

@@ -24,21 +24,25 @@ from harmdrift.report.readers import read_csv, read_summary
 def drift_by_severity(
     audit_summaries: dict[str, PathLike], png: PathLike, pdf: PathLike | None = None
 ) -> None:
-    """Grouped bars of confirmed drift cases per severity, one bar per audited model."""
-    title = "Confirmed harm-drift cases vs M0, by severity"
+    """Grouped bars of drift cases per severity, one bar per audited model: the judge's verdicts,
+    or the classifier screen's (``audit.verdicts: classifier``), as the summaries say."""
     if not audit_summaries:
-        message_figure(title, "no audited models", png, pdf)
+        message_figure("Harm-drift cases vs M0, by severity", "no audited models", png, pdf)
         return
     models = order_models(audit_summaries)
-    counts = {m: read_summary(audit_summaries[m])["by_severity"] for m in models}
+    summaries = {m: read_summary(audit_summaries[m]) for m in models}
+    by_judge = all(summary.get("verdicts") == "judge" for summary in summaries.values())
+    source = "confirmed by the judge" if by_judge else "from the classifier screen (no judge)"
+    title = f"Harm-drift cases vs M0 {source}, by severity"
+    counts = {m: summaries[m]["by_severity"] for m in models}
     fig, ax = plt.subplots(figsize=(7, 4))
     grouped_counts(ax, SEVERITIES, counts, model_colour)
     if all(sum(c.get(s, 0) for s in SEVERITIES) == 0 for c in counts.values()):
         ax.text(0.5, 0.6, "no drift cases", ha="center", transform=ax.transAxes, fontsize=12)
         ax.set_ylim(0, 1)
-    ax.set_xlabel("judge severity")
+    ax.set_xlabel("judge severity" if by_judge else "severity (bins of the score increase)")
     ax.set_ylabel("drift cases")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.legend(title="model", fontsize=8)
     save_figure(fig, png, pdf)
 
@@ -63,7 +67,8 @@ def score_deltas(
 ) -> None:
     """Histograms of the toxicity-score change (tuned minus M0) per audited model.
 
-    The dashed line marks the screen threshold ``delta``: pairs to its right go to the judge.
+    One panel per model; the dashed line marks the screen threshold ``delta``: pairs to its
+    right pass the screen.
     """
     title = "Toxicity-score change vs M0 (tuned - base)"
     deltas = {m: _read_deltas(audit_csvs[m])["delta"].to_numpy() for m in order_models(audit_csvs)}
@@ -71,23 +76,19 @@ def score_deltas(
         message_figure(title, "no audited pairs", png, pdf)
         return
     bins = _delta_bins(list(deltas.values()), delta)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for model, values in deltas.items():
+    # One panel per model on a shared x axis: outlines drawn over each other hid identical ones.
+    fig, axes = plt.subplots(len(deltas), 1, figsize=(7, 1.2 + 1.6 * len(deltas)), sharex=True, squeeze=False)
+    for ax, (model, values) in zip(axes[:, 0], deltas.items(), strict=True):
         if len(values):
-            ax.hist(
-                values,
-                bins=bins,
-                histtype="step",
-                linewidth=1.5,
-                color=model_colour(model),
-                label=f"{model} (n={len(values)})",
-            )
-    ax.axvline(delta, color="black", linestyle="--", linewidth=1, label=f"screen threshold {delta:g}")
-    count_scale(ax)
-    ax.set_xlabel("score(tuned) - score(M0)")
-    ax.set_ylabel("pairs (log scale above 10)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+            ax.hist(values, bins=bins, color=model_colour(model))
+        else:
+            ax.text(0.5, 0.5, "no audited pairs", ha="center", va="center", transform=ax.transAxes)
+        ax.axvline(delta, color="black", linestyle="--", linewidth=1)
+        count_scale(ax)
+        ax.set_title(f"{model} (n={len(values)})", fontsize=9, loc="left")
+        ax.set_ylabel("pairs")
+    axes[-1, 0].set_xlabel(f"score(tuned) - score(M0); dashed: screen threshold {delta:g}")
+    fig.suptitle(f"{title}; pair counts, log scale above 10")
     save_figure(fig, png, pdf)
 
 

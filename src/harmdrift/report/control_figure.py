@@ -31,11 +31,18 @@ def control_figure(control_csv: PathLike, png: PathLike, pdf: PathLike | None = 
     if frame["n_pairs"].isna().all():
         message_figure("Planted-drift control", "no audited pairs", png, pdf)
         return
+    judged = frame.loc[frame["stage"] == "judge", "n_pairs"]
+    if judged.isna().all() or (judged.fillna(0) == 0).all():
+        # No judge looked at any pair: the screen's verdict is the final one, shown once.
+        frame = frame[frame["stage"] == "screen"].copy()
+        frame["stage"] = "screen (final verdict: no judge)"
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
     x = np.arange(len(frame))
     for offset, metric, colour in ((-0.2, "recall", "#d62728"), (0.2, "precision", "#1f77b4")):
-        left.bar(x + offset, frame[metric].map(_pct), 0.4, yerr=_errors(frame, metric), capsize=3,
-                 color=colour, label=metric)  # fmt: skip
+        values = frame[metric].map(_pct)
+        bars = left.bar(x + offset, values, 0.4, yerr=_errors(frame, metric), capsize=3,
+                        color=colour, label=metric)  # fmt: skip
+        left.bar_label(bars, labels=["n/a" if pd.isna(v) else f"{v:.0f}%" for v in values], fontsize=8)
     left.set_xticks(x, frame["stage"])
     truth = int(frame["n_planted_truth"].iloc[0]) if not pd.isna(frame["n_planted_truth"].iloc[0]) else 0
     left.set_title(f"audit vs planted truth ({truth} of {int(frame['n_pairs'].iloc[0])} pairs planted)")
@@ -43,8 +50,12 @@ def control_figure(control_csv: PathLike, png: PathLike, pdf: PathLike | None = 
     left.legend(fontsize=8)
     before, after = frame["planted_rate_m_int"].iloc[0], frame["planted_rate_m_dart"].iloc[0]
     names = [PLANTED_MODEL, PLANTED_REPAIR_MODEL]
-    bars = right.bar(names, [_pct(before), _pct(after)], color=[model_colour(m) for m in names])
-    right.bar_label(bars, fmt="%.0f%%", fontsize=8)
-    right.set_title("audit replies reproducing planted content")
+    rates = [_pct(before), _pct(after)]
+    bars = right.bar(names, rates, color=[model_colour(m) for m in names])
+    right.bar_label(bars, labels=["n/a" if math.isnan(r) else f"{r:.0f}%" for r in rates], fontsize=8)
+    title = "audit replies reproducing planted content"
+    if rates[0] > 0:
+        title += f"\nrepair removed {1 - rates[1] / rates[0]:.0%} of them"
+    right.set_title(title, fontsize=10)
     percent_axis(right)
     save_figure(fig, png, pdf)

@@ -54,7 +54,7 @@ def _accuracy_bars(ax, frame: pd.DataFrame, models: list[str], groups) -> None:
         errors = 100 * np.vstack([frame[value] - frame[low], frame[high] - frame[value]]).astype(float).clip(
             min=0
         )
-        ax.bar(
+        bars = ax.bar(
             x + (i - 1) * width,
             values,
             width,
@@ -65,6 +65,10 @@ def _accuracy_bars(ax, frame: pd.DataFrame, models: list[str], groups) -> None:
             edgecolor="black",
             linewidth=0.5,
             label=label,
+        )
+        # Every bar carries its value, so a zero bar reads as 0 and a missing one as n/a.
+        ax.bar_label(
+            bars, labels=["n/a" if np.isnan(v) else f"{v:.0f}" for v in values], fontsize=7, padding=2
         )
     ax.set_xticks(x, models)
     ax.set_xlabel("model")
@@ -144,6 +148,18 @@ def open_domain_categories(
         rows = frame[frame["subset"].astype(str) == "all"]
         shares[model] = dict(zip(rows["category"].astype(str), rows["rate"].astype(float), strict=True))
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(models) + 3), 4))
+    sorted_any = any(not np.isnan(shares[m].get(c, np.nan)) for m in models for c in OPEN_DOMAIN_CATEGORIES)
+    if not sorted_any:
+        # No judge sorted the answers (audit.verdicts: classifier): the keyword check is all there is.
+        values = [100 * shares[m].get("keyword_refusal", np.nan) for m in models]
+        bars = ax.bar(models, np.nan_to_num(values), color=[model_colour(m) for m in models])
+        ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:.0f}%" for v in values], fontsize=8)
+        ax.set_ylabel("refusals, keyword check (%)")
+        ax.set_xlabel("model")
+        ax.set_title(f"{title}: no judge ran, so no categories;\nkeyword refusal rate shown", fontsize=10)
+        percent_axis(ax, 105)
+        save_figure(fig, png, pdf)
+        return
     bottom = np.zeros(len(models))
     for category in OPEN_DOMAIN_CATEGORIES:
         values = 100 * np.array([shares[m].get(category, 0.0) for m in models])

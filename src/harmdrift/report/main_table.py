@@ -11,7 +11,15 @@ import pandas as pd
 
 from harmdrift.core.io import DataError
 from harmdrift.core.stats import drift_reduction
-from harmdrift.core.vocab import BASE_MODEL, REFERENCE_MODEL, SEVERITIES, describe_model, order_models
+from harmdrift.core.vocab import (
+    BASE_MODEL,
+    PLANTED_MODEL,
+    PLANTED_REPAIR_MODEL,
+    REFERENCE_MODEL,
+    SEVERITIES,
+    describe_model,
+    order_models,
+)
 from harmdrift.report.markdown import audit_notes, main_results_markdown
 from harmdrift.report.paper import write_paper_comparison
 from harmdrift.report.readers import METRIC_COLUMNS, read_open_domain, read_overall_row, read_summary
@@ -26,6 +34,9 @@ OPEN_DOMAIN_COLUMNS = (
     "od_refusal",
     "od_refusal_ci_low",
     "od_refusal_ci_high",
+    "od_keyword_refusal",
+    "od_keyword_refusal_ci_low",
+    "od_keyword_refusal_ci_high",
 )
 MAIN_COLUMNS = ("model", "description", *METRIC_COLUMNS, *DRIFT_COLUMNS, *OPEN_DOMAIN_COLUMNS)
 
@@ -35,6 +46,12 @@ MAIN_COLUMNS = ("model", "description", *METRIC_COLUMNS, *DRIFT_COLUMNS, *OPEN_D
 
 def _nan() -> float:
     return float("nan")
+
+
+def reduction_reference(model: str, reference_model: str = REFERENCE_MODEL) -> str:
+    """The model a model's drift reduction is measured against: the control's repair against the
+    control's planted student, every other model against M_int."""
+    return PLANTED_MODEL if model == PLANTED_REPAIR_MODEL else reference_model
 
 
 def _drift_fields(summary: dict | None, reference: dict | None) -> dict:
@@ -53,7 +70,11 @@ def _open_domain_fields(rates: dict[str, dict] | None, path) -> dict:
     fields = {column: _nan() for column in OPEN_DOMAIN_COLUMNS}
     if rates is None:
         return fields
-    for column, category in (("od_appropriate", "appropriate"), ("od_refusal", "refusal")):
+    for column, category in (
+        ("od_appropriate", "appropriate"),
+        ("od_refusal", "refusal"),
+        ("od_keyword_refusal", "keyword_refusal"),
+    ):
         if category not in rates:
             raise DataError(f"{path}: no row for category {category!r} in subset 'all'")
         row = rates[category]
@@ -81,11 +102,14 @@ def main_results(
         - ``mcnemar_p`` is the exact McNemar test against the base model; it is left empty for
           the base model itself, where it would compare the model with itself.
         - ``drift_*`` are empty for models without an audit (the base model).
-        - ``drift_reduction`` is ``1 - drift_n / drift_n(reference_model)``. For the reference
-          model itself it is therefore 0.0 (kept, not blanked, so the column reads as "change
-          relative to M_int"); it is empty when the reference has no audit or no drift cases.
-        - ``od_*`` are the "appropriate" and "refusal" rates of subset "all"; empty (NaN) for
-          models with no open-domain rates file.
+        - ``drift_reduction`` is ``1 - drift_n / drift_n(reference)``, the reference being
+          ``reference_model`` (M_int), or the planted student for the control's repair
+          (:func:`reduction_reference`). For the reference itself it is therefore 0.0 (kept, not
+          blanked, so the column reads as "change relative to it"); it is empty when the
+          reference has no audit or no drift cases.
+        - ``od_*`` are the judge's "appropriate" and "refusal" rates and the keyword detector's
+          refusal rate of subset "all"; the judge's are empty (NaN) when no judge sorted the
+          answers (``audit.verdicts: classifier``), all are for models with no rates file.
 
     Args:
         metrics_paths: model -> binary metrics CSV (its ALL row is used). Sets the model list.
@@ -106,7 +130,6 @@ def main_results(
     if unknown:
         raise ValueError(f"audit summaries for models without a metrics table: {unknown}")
     summaries = {model: read_summary(path) for model, path in audit_summaries.items()}
-    reference = summaries.get(reference_model)
     rows = []
     for model in order_models(metrics_paths):
         overall = read_overall_row(metrics_paths[model])
@@ -115,6 +138,7 @@ def main_results(
         row["n"] = int(row["n"])
         if model == base_model:
             row["mcnemar_p"] = None
+        reference = summaries.get(reduction_reference(model, reference_model))
         row.update(_drift_fields(summaries.get(model), reference))
         od_path = open_domain_rates.get(model)
         row.update(_open_domain_fields(read_open_domain(od_path) if od_path else None, od_path))
@@ -131,13 +155,15 @@ def write_main_results(
     *,
     protocol_note: str,
     notes=(),
+    verdicts: str | None = None,
 ) -> None:
     """Write the main results as CSV (for code) and Markdown (for people)."""
     for path in (csv_path, md_path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(csv_path, index=False)
     Path(md_path).write_text(
-        main_results_markdown(df, protocol_note=protocol_note, notes=notes), encoding="utf-8"
+        main_results_markdown(df, protocol_note=protocol_note, notes=notes, verdicts=verdicts),
+        encoding="utf-8",
     )
     logger.info("wrote %s and %s", csv_path, md_path)
 
@@ -161,8 +187,11 @@ def build_results_tables(
         The main results frame.
     """
     frame = main_results(metrics_paths, audit_summaries, open_domain_rates, reference_model)
+    # One judge setting per run: the first audit says whose verdicts the drift counts are.
+    verdicts = next((read_summary(path).get("verdicts") for path in audit_summaries.values()), None)
     write_main_results(
-        frame, main_csv, main_md, protocol_note=protocol_note, notes=audit_notes(audit_summaries)
-    )
+        frame, main_csv, main_md, protocol_note=protocol_note, notes=audit_notes(audit_summaries),
+        verdicts=verdicts,
+    )  # fmt: skip
     write_paper_comparison(frame, comparison_md, student=student, protocol=protocol)
     return frame

@@ -79,7 +79,9 @@ def _accuracy_tables(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def main_results_markdown(df: pd.DataFrame, *, protocol_note: str, notes=()) -> str:
+def main_results_markdown(
+    df: pd.DataFrame, *, protocol_note: str, notes=(), verdicts: str | None = None
+) -> str:
     """Render :func:`main_results` as readable Markdown tables and a notes section.
 
     Accuracy under DART's strict rule comes first, our tolerant parse second, then drift and
@@ -89,23 +91,35 @@ def main_results_markdown(df: pd.DataFrame, *, protocol_note: str, notes=()) -> 
         df: the frame from :func:`main_results`.
         protocol_note: one sentence on which split was audited and how (held-out/transductive).
         notes: further bullet lines, e.g. from :func:`audit_notes`.
+        verdicts: ``audit.verdicts`` of the run (None: no audit), which the drift columns name.
     """
     lines = _accuracy_tables(df)
     lines += ["", "## Harm drift vs M0 and open-domain behaviour", ""]
+    if verdicts == "judge":
+        lines += ["Drift cases are the judge's confirmed verdicts; severities are the judge's.", ""]
+    elif verdicts is not None:
+        lines += [
+            "Drift cases come from the classifier screen alone (`audit.verdicts: classifier`): every "
+            "pair whose toxicity score rose past the threshold, binned by the size of the rise.",
+            "",
+        ]
     severities = " | ".join(SEVERITIES)
     lines.append(
-        f"| model | drift cases | {severities} | reduction vs M_int "
-        "| open-domain appropriate % [95% CI] | open-domain refusal % [95% CI] |"
+        f"| model | drift cases | {severities} | reduction vs M_int (control: vs m_int_planted) "
+        "| open-domain appropriate % [95% CI], judge | open-domain refusal % [95% CI], judge "
+        "| open-domain refusal % [95% CI], keyword check |"
     )
-    lines.append("|" + "---|" * (5 + len(SEVERITIES)))
+    lines.append("|" + "---|" * (6 + len(SEVERITIES)))
+    judge_off = "n/a (no judge)" if verdicts != "judge" else None
     for r in df.to_dict("records"):
         cells = [
             f"`{r['model']}`",
             _format_count(r["drift_n"]),
             *(_format_count(r[f"drift_{s}"]) for s in SEVERITIES),
             format_reduction(r["drift_reduction"]),
-            format_pct(r["od_appropriate"], r["od_appropriate_ci_low"], r["od_appropriate_ci_high"]),
-            format_pct(r["od_refusal"], r["od_refusal_ci_low"], r["od_refusal_ci_high"]),
+            judge_off or _pct(r, "od_appropriate", "od_appropriate_ci_low", "od_appropriate_ci_high"),
+            judge_off or _pct(r, "od_refusal", "od_refusal_ci_low", "od_refusal_ci_high"),
+            _pct(r, "od_keyword_refusal", "od_keyword_refusal_ci_low", "od_keyword_refusal_ci_high"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Notes", "", f"- {STRICT_RULE_NOTE}", f"- {TOLERANT_RULE_NOTE}", f"- {FORCED_NOTE}"]
@@ -116,34 +130,44 @@ def main_results_markdown(df: pd.DataFrame, *, protocol_note: str, notes=()) -> 
         "- Accuracy counts an abstention (no answer under that rule) as wrong; intervals are 95% "
         "scenario-level bootstrap intervals, the strict and tolerant ones from the same resamples. "
         "YES rate and McNemar p (the exact test against M0 on the same items) use the tolerant reading. "
-        "Drift reduction is 1 - drift(model) / drift(M_int), so M_int itself reads 0.0%."
+        "Drift reduction is 1 - drift(model) / drift(M_int) (the control's repair: / drift(m_int_planted)), "
+        "so M_int itself reads 0.0%; n/a where the reference had no drift cases to reduce."
     )
     return "\n".join(lines) + "\n"
 
 
 def audit_notes(audit_summaries: dict[str, str | os.PathLike]) -> list[str]:
-    """Notes lines from the audit summaries: the audited split and protocol, and judge warnings.
+    """Notes lines from the audit summaries: each audit's split, protocol and counts, and one line
+    on the judge's check set when it fell below its floor (the run has one judge and one check set,
+    so one line, not one per audit).
 
-    A judge whose accuracy on the labelled check set is below the configured floor gets a
-    warning, since its drift verdicts (and so every drift count) are then less trustworthy.
+    Under ``audit.verdicts: classifier`` the counts are the screen's and the judge only stands
+    measured; under ``judge`` a judge below its floor makes every drift count less trustworthy.
     """
     notes = []
-    for model in order_models(audit_summaries):
-        summary = read_summary(audit_summaries[model])
+    summaries = {model: read_summary(audit_summaries[model]) for model in order_models(audit_summaries)}
+    for model, summary in summaries.items():
+        decided = (
+            f"{summary.get('n_judged', 'n/a')} judged"
+            if summary.get("verdicts") == "judge"
+            else "no judge (each screened pair counts as drift)"
+        )
         notes.append(
             f"`{model}` audit: split `{summary.get('split', 'n/a')}`, protocol "
             f"{summary.get('protocol', 'n/a')}; {summary.get('n_pairs', 'n/a')} pairs, "
-            f"{summary.get('n_screened', 'n/a')} screened, {summary.get('n_judged', 'n/a')} judged, "
+            f"{summary.get('n_screened', 'n/a')} screened, {decided}, "
             f"{summary.get('n_unscored', 'n/a')} unscored."
         )
-        check = summary.get("check_set") or {}
-        if check.get("below_floor"):
-            scored = (
-                f"the judge scored {format_pct(check.get('accuracy'))}% on its check set "
-                f"(n={check.get('n')}), below the floor of {format_pct(check.get('floor'))}%"
-            )
-            if summary.get("verdicts") == "classifier":
-                notes.append(f"`{model}`: {scored}; its drift counts come from the classifier screen alone.")
-            else:
-                notes.append(f"WARNING `{model}`: {scored}; treat its drift counts with caution.")
+    below = [summary for summary in summaries.values() if (summary.get("check_set") or {}).get("below_floor")]
+    if below:
+        first = below[0]
+        check = first["check_set"]
+        scored = (
+            f"the judge scored {format_pct(check.get('accuracy'))}% on its check set "
+            f"(n={check.get('n')}), below the floor of {format_pct(check.get('floor'))}%"
+        )
+        if first.get("verdicts") == "judge":
+            notes.append(f"WARNING: {scored}; treat every drift count with caution.")
+        else:
+            notes.append(f"{scored}; no drift count uses it (`audit.verdicts: classifier`).")
     return notes

@@ -105,17 +105,24 @@ def _accuracy_rows(main_df: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _reduction_text(reduction) -> str:
-    if reduction is None:
+def _reduction_text(main_df: pd.DataFrame) -> str:
+    if main_df[main_df["model"] == "m_dart"].empty:
         return "not run (`m_dart`)"
-    if is_missing(reduction):
-        return "n/a (no audit, or no drift cases in M_int)"
+    reduction = _value(main_df, "m_dart", "drift_reduction")
+    if reduction is None or is_missing(reduction):
+        before, after = _value(main_df, "m_int", "drift_n"), _value(main_df, "m_dart", "drift_n")
+        if before is None or is_missing(before):
+            return "n/a (M_int was not audited)"
+        return f"n/a: M_int had {int(before)} drift cases, nothing to reduce (M_DART: {int(after)})"
     return f"{format_reduction(reduction)} fewer"
 
 
 def _other_rows(main_df: pd.DataFrame) -> list[tuple[str, str, str]]:
     """Rows that do not depend on the parse rule (or exist only under the tolerant one)."""
     p = {key: format_pct(value) for key, value in PAPER.items() if isinstance(value, float)}
+    # Without a judge no answer was sorted into categories; the keyword refusal check still ran.
+    judged = main_df["od_refusal"].notna().any()
+    refusal = "od_refusal" if judged else "od_keyword_refusal"
     return [
         (
             "M0 YES rate % (gold YES rate); ours: tolerant parse",
@@ -125,7 +132,7 @@ def _other_rows(main_df: pd.DataFrame) -> list[tuple[str, str, str]]:
         (
             "Drift cases, M_DART vs M_int (reduction)",
             f"{p['drift_reduction']}% fewer",
-            _reduction_text(_value(main_df, "m_dart", "drift_reduction")),
+            _reduction_text(main_df),
         ),
         (
             "Open-domain appropriately differentiated %, M0 -> M_DART",
@@ -133,11 +140,38 @@ def _other_rows(main_df: pd.DataFrame) -> list[tuple[str, str, str]]:
             f"{_ours(main_df, 'm0', 'od_appropriate')} -> {_ours(main_df, 'm_dart', 'od_appropriate')}",
         ),
         (
-            "Open-domain refusals %, M0 -> M_DART",
+            "Open-domain refusals %, M0 -> M_DART" + ("" if judged else "; ours: keyword check, no judge"),
             f"{p['od_refusal_m0']} -> {p['od_refusal_dart']}",
-            f"{_ours(main_df, 'm0', 'od_refusal')} -> {_ours(main_df, 'm_dart', 'od_refusal')}",
+            f"{_ours(main_df, 'm0', refusal)} -> {_ours(main_df, 'm_dart', refusal)}",
         ),
     ]
+
+
+def _policy_rows(main_df: pd.DataFrame) -> list[str]:
+    """M_int under the explanation policy beside M_DART: does a system prompt alone do what the
+    repair does? (Only when the run has policy rows: evaluation.policy on or both.)"""
+    models = [
+        m for m in ("m_int", "m_int+policy", "m_dart", "m_dart+policy") if _value(main_df, m, "n") is not None
+    ]
+    if not any(m.endswith("+policy") for m in models):
+        return []
+    lines = [
+        "",
+        "### A system prompt alone, or repair? (inference-time explanation policy)",
+        "",
+        "Each `+policy` row is the same weights answering with DART's explanation policy as a system "
+        "prompt (its analysis cut to 4 sentences and 700 characters), audited against M0 under the same "
+        "policy; drift reduction is against M_int without it. The paper gives no numbers for this ablation.",
+        "",
+        "| model | strict overall accuracy % [95% CI] | drift cases | reduction vs M_int |",
+        "|---|---|---|---|",
+    ]
+    for model in models:
+        drift, reduction = _value(main_df, model, "drift_n"), _value(main_df, model, "drift_reduction")
+        drift_text = "n/a" if drift is None or is_missing(drift) else str(int(drift))
+        accuracy = _ours(main_df, model, "strict_overall_acc")
+        lines.append(f"| `{model}` | {accuracy} | {drift_text} | {format_reduction(reduction)} |")
+    return lines
 
 
 def _differences(main_df: pd.DataFrame, student: str, protocol: dict) -> list[str]:
@@ -191,6 +225,7 @@ def paper_comparison(main_df: pd.DataFrame, *, student: str, protocol: dict) -> 
         "|---|---|---|",
     ]
     lines += [f"| {metric} | {paper} | {ours} |" for metric, paper, ours in _other_rows(main_df)]
+    lines += _policy_rows(main_df)
     lines += [
         "",
         "The paper also reports audit precision/recall of 0.720/0.810 with the gold-label teacher and "

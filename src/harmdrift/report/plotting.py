@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from harmdrift.core.vocab import (
@@ -20,8 +21,10 @@ from harmdrift.core.vocab import (
     INAPPROPRIATE,
     MODEL_COLOURS,
     OPEN_REFUSAL,
+    POLICY_SUFFIX,
     SEVERITIES,
     repair_round,
+    without_policy,
 )
 
 PathLike = str | os.PathLike
@@ -45,6 +48,9 @@ def model_colour(model: str) -> str:
     """The colour a model gets in every figure (repair rounds and unknown models cycle a palette)."""
     if model in MODEL_COLOURS:
         return MODEL_COLOURS[model]
+    if model.endswith(POLICY_SUFFIX):  # its plain row's colour, lightened halfway to white
+        red, green, blue = to_rgb(model_colour(without_policy(model)))
+        return to_hex(((1 + red) / 2, (1 + green) / 2, (1 + blue) / 2))
     if repair_round(model) is not None:
         return _ROUND_COLOURS[(repair_round(model) - 2) % len(_ROUND_COLOURS)]
     return _OTHER_COLOURS[sum(map(ord, model)) % len(_OTHER_COLOURS)]

@@ -63,7 +63,7 @@ def main_results(
 
 def figures(
     *, main: str, metrics: list[str], audits: list[str], audit_tables: list[str], open_domain: list[str],
-    losses: list[str], figure_paths: list[str], models: list[str], audited: list[str],
+    losses: list[str], figure_paths: list[str], models: list[str], audited: list[str], trained: list[str],
     open_domain_models: list[str], delta: float,
 ) -> list:  # fmt: skip
     """Rule figures: every cross-model figure (PNG and PDF) in the folder of ``figure_paths``."""
@@ -73,7 +73,7 @@ def figures(
         dict(zip(audited, audits, strict=True)),
         dict(zip(audited, audit_tables, strict=True)),
         dict(zip(open_domain_models, open_domain, strict=True)),
-        dict(zip(audited, losses, strict=True)),
+        dict(zip(trained, losses, strict=True)),
         Path(figure_paths[0]).parent,
         delta=delta,
     )

@@ -399,3 +399,18 @@ def test_mc_statuses_cover_every_status_returned() -> None:
 )
 def test_mc_answer_written(partial: str, expected: bool) -> None:
     assert mc_answer_written(partial) is expected
+
+
+def test_policy_trim_keeps_four_sentences_700_characters_and_the_conclusion_line():
+    from harmdrift.core.parsing import policy_trim
+
+    reply = "First point. Second point! Third point? Fourth point. Fifth point.\nConclusion: NO"
+    assert policy_trim(reply) == (
+        "First point. Second point! Third point? Fourth point.\nConclusion: NO",
+        {"trimmed": True, "sentences": 5, "chars": 66},
+    )
+    short = "Only one sentence.\nConclusion: YES"
+    assert policy_trim(short) == (short, {"trimmed": False, "sentences": 1, "chars": 18})
+    text, record = policy_trim("word " * 300 + "\nConclusion: YES")
+    assert len(text.split("\n")[0]) <= 700 and text.endswith("\nConclusion: YES") and record["trimmed"]
+    assert policy_trim("No conclusion here.")[0] == "No conclusion here."

@@ -404,3 +404,33 @@ def test_a_resumed_job_writes_the_bytes_of_an_uninterrupted_one(tiny_model, tmp_
     summary = generate_answers(items, template, resumed, cfg=cfg, backend=backend(), provenance=PROV)
     assert summary["reused_from_checkpoint"] == 3
     assert resumed.read_bytes() == whole.read_bytes()
+
+
+def test_policy_rows_get_the_system_prompt_and_a_trimmed_recorded_analysis(paths):
+    from dataclasses import replace
+
+    items, template, out = paths
+    long_reply = "One two. Three four. Five six. Seven eight. Nine ten.\nConclusion: YES"
+    replies = {**REPLIES, "D1-diff-1": long_reply}
+
+    class SeesSystem(ScriptedBackend):
+        def complete(self, conversations, params, **kwargs):
+            assert all(c[0] == {"role": "system", "content": "Be brief."} for c in conversations)
+            return super().complete(conversations, params, **kwargs)
+
+    cfg = replace(CFG, policy="Be brief.")
+    generate_answers(items, template, out, cfg=cfg, backend=SeesSystem(replies), provenance=PROV)
+    records = {r["id"]: r for r in read_jsonl(out)}
+    trimmed = records["D1-diff-1"]
+    assert trimmed["raw_output"] == "One two. Three four. Five six. Seven eight.\nConclusion: YES"
+    assert trimmed["policy_trim"] == {"trimmed": True, "sentences": 5, "chars": 53, "untrimmed": long_reply}
+    assert trimmed["prediction"] == "YES" and trimmed["prompt"][0]["role"] == "system"
+    assert records["D1-diff-0"]["policy_trim"] == {"trimmed": False, "sentences": 1, "chars": 9}
+    policy = trimmed["decoding"]["policy"]
+    assert (policy["max_sentences"], policy["max_chars"], len(policy["prompt_sha256"])) == (4, 700, 64)
+    # Without the policy nothing of it is recorded, so plain rows are as before.
+    generate_answers(items, template, out, cfg=CFG, backend=ScriptedBackend(replies), provenance=PROV)
+    plain = {r["id"]: r for r in read_jsonl(out)}["D1-diff-1"]
+    assert (
+        "policy_trim" not in plain and "policy" not in plain["decoding"] and plain["raw_output"] == long_reply
+    )

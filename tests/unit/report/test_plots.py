@@ -103,6 +103,7 @@ def write_rates(path, model: str):
         "generic_equal": 0.2,
         "inappropriate_differentiation": 0.1,
         "appropriate": 0.6,
+        "keyword_refusal": 0.1,
     }
     rows = [
         {
@@ -300,3 +301,75 @@ def test_a_saved_pdf_holds_no_creation_date(tmp_path):
     ax.plot([0, 1], [1, 0])
     save_figure(fig, tmp_path / "f.png", None)
     assert b"/CreationDate" not in (tmp_path / "f.pdf").read_bytes()
+
+
+def _shows_something(ax) -> bool:
+    """An axes shows data (a bar of non-zero height, a line, an image) or a written note."""
+    heights = [patch.get_height() for patch in ax.patches if hasattr(patch, "get_height")]
+    bars = any(h == h and h > 0 for h in heights)  # NaN bars draw nothing
+    lines = any(len(line.get_xdata()) > 1 for line in ax.lines)
+    return bars or lines or bool(ax.images) or bool(ax.texts) or bool(ax.collections)
+
+
+def test_under_classifier_verdicts_every_figure_shows_data_or_says_why_not(tmp_path, files, monkeypatch):
+    """The smoke run's case: no judge, so no open-domain categories and no drift categories; M_int
+    with no drift and M_DART with some; every panel must show data or a labelled note, every
+    zero bar its value, and no title or axis may speak of a judge's verdict."""
+    figures = []
+    for module in ("figures", "audit_figures", "plotting"):
+        monkeypatch.setattr(
+            f"harmdrift.report.{module}.save_figure", lambda fig, png, pdf: figures.append(fig)
+        )
+    classifier = {
+        **json.loads(files["summaries"]["m_int"].read_text()),
+        "verdicts": "classifier",
+        "by_category": {},
+    }
+    files["summaries"]["m_int"].write_text(json.dumps({**classifier, "n_drift": 0, "by_severity": {}}))
+    files["summaries"]["m_dart"].write_text(
+        json.dumps({**classifier, "n_drift": 2, "by_severity": {"extreme": 2}})
+    )
+    for model in ("m0", "m_dart"):  # rates without a judge: only the keyword check has a value
+        frame = pd.read_csv(files["rates"][model])
+        frame.loc[frame["category"] != "keyword_refusal", "rate"] = float("nan")
+        frame.to_csv(files["rates"][model], index=False)
+    main_df = main_results(files["metrics"], files["summaries"], files["rates"])
+    main_csv = tmp_path / "main.csv"
+    main_df.to_csv(main_csv, index=False)
+    plot_all(main_csv, files["metrics"], files["summaries"], files["audits"], files["rates"], files["losses"],
+             tmp_path / "figures", delta=0.01)  # fmt: skip
+    audit_figures(files["audits"]["m_dart"], files["summaries"]["m_dart"], *(tmp_path / n for n in "abcd"))
+    assert len(figures) == len(FIGURE_NAMES) + 2
+    for fig in figures:
+        words = " ".join(
+            [fig._suptitle.get_text() if fig._suptitle else ""]
+            + [t for ax in fig.axes for t in (ax.get_title(), ax.get_xlabel(), ax.get_ylabel())]
+        )
+        assert "judge severity" not in words and "Confirmed" not in words, words
+        for ax in fig.axes:
+            if ax.get_visible() and ax.get_legend() is not ax:
+                assert _shows_something(ax), (words, ax.get_title())
+    open_domain = next(f for f in figures if "Open-domain" in f.axes[0].get_title())
+    assert "no judge ran" in open_domain.axes[0].get_title()
+    assert [t.get_text() for t in open_domain.axes[0].texts] == ["10%", "10%"]  # the keyword rate, per model
+
+
+@pytest.mark.parametrize("verdicts", ["classifier", "judge"])
+def test_captions_say_whose_verdicts_the_counts_are(verdicts):
+    jinja2 = pytest.importorskip("jinja2")
+    config = yaml.safe_load((REPORT_DIR.parent / "config" / "config.yaml").read_text())
+    config["audit"]["verdicts"] = verdicts
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    snakemake = SimpleNamespace(config=config, wildcards=SimpleNamespace(model="m_int", pset="benchmark"))
+    names = ("audit_counts", "audit_deltas", "audit_summary", "audit_table", "drift_by_severity",
+             "score_deltas", "main_results")  # fmt: skip
+    text = " ".join(
+        env.from_string((REPORT_DIR / f"{name}.rst").read_text()).render(snakemake=snakemake)
+        for name in names
+    )
+    judge_says = ("sent to the judge", "the judge confirmed", "confirmed by the judge", "judge's severity")
+    if verdicts == "classifier":
+        assert not any(phrase in text for phrase in judge_says)
+        assert text.count("no judge ran") + text.count("No judge ran") >= 4
+    else:
+        assert all(phrase in text for phrase in judge_says)

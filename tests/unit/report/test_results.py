@@ -90,6 +90,7 @@ def write_rates(tmp_path, model: str, appropriate: float, refusal: float):
             f"{model},{subset},appropriate,1,10,{appropriate},{appropriate - 0.1},{appropriate + 0.1}"
         )
         rows.append(f"{model},{subset},refusal,1,10,{refusal},{max(refusal - 0.1, 0)},{refusal + 0.1}")
+        rows.append(f"{model},{subset},keyword_refusal,0,10,0.0,0.0,0.2")
     path = tmp_path / f"{model}.rates.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
@@ -259,9 +260,11 @@ def main_markdown(tmp_path, metrics, summaries, rates) -> str:
 def test_judge_check_set_warning_in_notes(tmp_path, inputs):
     metrics, summaries, rates = inputs
     summaries["m_dart"] = write_summary(tmp_path, "m_dart", {"minor": 1}, below_floor=True)
+    summaries["m_int"] = write_summary(tmp_path, "m_int", {"minor": 1}, below_floor=True)
     text = main_markdown(tmp_path, metrics, summaries, rates)
-    assert "WARNING `m_dart`" in text
-    assert "WARNING `m_int`" not in text
+    # One judge and one check set per run: one warning, however many audits report it.
+    assert text.count("WARNING: the judge scored 50.0% on its check set (n=10)") == 1
+    assert "treat every drift count with caution" in text
     assert "split `validation`" in text
     assert (tmp_path / "tables" / "paper_comparison.md").exists()
 
@@ -270,9 +273,10 @@ def test_under_classifier_verdicts_the_judge_note_is_no_warning(tmp_path, inputs
     metrics, summaries, rates = inputs
     summaries["m_dart"] = write_summary(tmp_path, "m_dart", {}, below_floor=True, verdicts="classifier")
     text = main_markdown(tmp_path, metrics, summaries, rates)
-    assert "WARNING `m_dart`" not in text
-    assert "`m_dart`: the judge scored 50.0% on its check set (n=10)" in text
-    assert "drift counts come from the classifier screen alone" in text
+    assert "WARNING" not in text
+    assert "- the judge scored 50.0% on its check set (n=10)" in text
+    assert "no drift count uses it (`audit.verdicts: classifier`)" in text
+    assert "`m_dart` audit:" in text and "no judge (each screened pair counts as drift)" in text
 
 
 def test_markdown_leads_with_strict_and_states_both_rules(inputs):
@@ -331,3 +335,43 @@ def test_paper_comparison_has_both_sides(inputs):
         assert ours in text
     # Models that were not run are said to be missing, not given invented numbers.
     assert "not run (`m_joint`)" in text
+
+
+def test_policy_rows_sit_beside_their_plain_rows_and_answer_the_repair_question(tmp_path, inputs):
+    metrics, summaries, rates = inputs
+    metrics["m_int+policy"] = write_metrics(tmp_path, "m_int+policy", 0.55)
+    summaries["m_int+policy"] = write_summary(tmp_path, "m_int+policy", {"minor": 3, "moderate": 2})
+    df = main_results(metrics, summaries, rates)
+    assert list(df["model"]) == ["m0", "m_int", "m_int+policy", "m_dart"]
+    row = df.set_index("model").loc["m_int+policy"]
+    assert row["drift_n"] == 5 and row["drift_reduction"] == pytest.approx(0.5)  # against M_int's 10
+    assert "under the inference-time explanation policy" in row["description"]
+    text = paper_comparison(df, student="s", protocol={})
+    section = text[text.index("### A system prompt alone, or repair?") :]
+    assert "| `m_int+policy` |" in section and "| `m_dart` |" in section and "| 50.0% |" in section
+    # Without policy rows the section is left out.
+    plain = main_results(
+        {k: v for k, v in metrics.items() if "+" not in k}, summaries_without_policy(summaries), rates
+    )
+    assert "A system prompt alone" not in paper_comparison(plain, student="s", protocol={})
+
+
+def summaries_without_policy(summaries: dict) -> dict:
+    return {k: v for k, v in summaries.items() if "+" not in k}
+
+
+def test_the_control_repair_is_reduced_against_the_planted_student_and_no_drift_reads_na(tmp_path, inputs):
+    metrics, summaries, rates = inputs
+    for model, acc in (("m_int_planted", 0.5), ("m_dart_planted", 0.5)):
+        metrics[model] = write_metrics(tmp_path, model, acc)
+    summaries["m_int_planted"] = write_summary(tmp_path, "m_int_planted", {"minor": 20, "severe": 3})
+    summaries["m_dart_planted"] = write_summary(tmp_path, "m_dart_planted", {"minor": 7})
+    summaries["m_int"] = write_summary(tmp_path, "m_int", {})
+    df = main_results(metrics, summaries, rates).set_index("model")
+    assert df.loc["m_dart_planted", "drift_reduction"] == pytest.approx(1 - 7 / 23)
+    assert pd.isna(df.loc["m_dart", "drift_reduction"])  # M_int had nothing to reduce
+    text = paper_comparison(df.reset_index(), student="s", protocol={})
+    assert (
+        "n/a: M_int had 0 drift cases, nothing to reduce (M_DART: 3)" in text
+        and "not run (`m_dart`)" not in text
+    )
