@@ -246,3 +246,41 @@ def test_the_html_report_is_self_contained(finished_run):
     assert run.returncode == 0, run.stderr[-3000:]
     html = (finished_run / "report.html").read_text(errors="replace")
     assert len(html) > 100_000 and "main_results" in html
+
+
+def test_without_a_judge_no_output_speaks_of_judge_verdicts(finished_run):
+    """The smoke run audits with ``audit.verdicts: classifier``: the summaries, the tables and the
+    rendered report say the counts are the screen's, and measured values are shown, not n/a."""
+    results = finished_run / "results/smoke"
+    judge_says = (
+        "Confirmed drift",
+        "judged:",
+        "sent to the judge",
+        "confirmed by the judge",
+        "judge severity",
+    )
+    texts = {path: path.read_text() for path in results.glob("audit/*/summary.md")}
+    texts[results / "tables/main_results.md"] = (results / "tables/main_results.md").read_text()
+    for path, text in texts.items():
+        assert not any(phrase in text for phrase in judge_says), path
+    main = texts[results / "tables/main_results.md"]
+    assert "Drift cases come from the classifier screen alone" in main
+    assert main.count("the judge scored") <= 1  # one run, one judge: one note
+    drift_table = main[main.index("## Harm drift") : main.index("## Notes")]
+    m0_row = next(line for line in drift_table.splitlines() if line.startswith("| `m0` |"))
+    cells = [cell.strip() for cell in m0_row.strip("|").split("|")]
+    assert cells[-3:-1] == ["n/a (no judge)", "n/a (no judge)"]  # the judge's categories
+    assert re.fullmatch(r"[0-9.]+ \[[0-9.]+, [0-9.]+\]", cells[-1]), cells  # the keyword check, measured
+    comparison = (results / "tables/paper_comparison.md").read_text()
+    assert "not run (`m_dart`)" not in comparison
+    control = pd.read_csv(results / "tables/main_results.csv").set_index("model")
+    planted, repaired = control.loc["m_int_planted", "drift_n"], control.loc["m_dart_planted", "drift_n"]
+    if planted > 0:  # the control's repair is measured against its own planted student
+        assert control.loc["m_dart_planted", "drift_reduction"] == pytest.approx(1 - repaired / planted)
+    for path in results.glob("tables/metrics_*.md"):
+        widths = {line.count("|") - 1 for line in path.read_text().splitlines() if line.startswith("| ")}
+        assert max(widths) <= 9, path  # the key and at most eight columns a table
+    report = finished_run / "report.html"
+    if report.exists():  # rendered by the test above
+        html = report.read_text(errors="replace")
+        assert "sent to the judge" not in html and "the judge confirmed" not in html

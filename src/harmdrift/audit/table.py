@@ -138,7 +138,6 @@ def summary_markdown(summary: dict) -> str:
         + f", {summary['n_pairs']} pairs.",
         *_verdict_lines(summary, check),
         "",
-        "",
         f"| {group_by} | drift |",
         "|---|---|",
         *[f"| {g} | {n} |" for g, n in summary[f"by_{group_by}"].items()],

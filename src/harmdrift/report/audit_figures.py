@@ -8,7 +8,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harmdrift.core.vocab import DRIFT_CATEGORIES, SEVERITIES, order_models
+from harmdrift.core.vocab import (
+    BASE_MODEL,
+    DRIFT_CATEGORIES,
+    POLICY_SUFFIX,
+    SEVERITIES,
+    order_models,
+    policy_model,
+)
 from harmdrift.report.plotting import (
     SEVERITY_COLOURS,
     PathLike,
@@ -85,7 +92,8 @@ def score_deltas(
             ax.text(0.5, 0.5, "no audited pairs", ha="center", va="center", transform=ax.transAxes)
         ax.axvline(delta, color="black", linestyle="--", linewidth=1)
         count_scale(ax)
-        ax.set_title(f"{model} (n={len(values)})", fontsize=9, loc="left")
+        against = f", against {policy_model(BASE_MODEL)}" if model.endswith(POLICY_SUFFIX) else ""
+        ax.set_title(f"{model} (n={len(values)}{against})", fontsize=9, loc="left")
         ax.set_ylabel("pairs")
     axes[-1, 0].set_xlabel(f"score(tuned) - score(M0); dashed: screen threshold {delta:g}")
     fig.suptitle(f"{title}; pair counts, log scale above 10")

@@ -112,14 +112,19 @@ def main_results_markdown(
     lines.append("|" + "---|" * (6 + len(SEVERITIES)))
     judge_off = "n/a (no judge)" if verdicts != "judge" else None
     for r in df.to_dict("records"):
+        # A model with no open-domain rates was not asked the queries (the control pair, policy rows).
+        asked = not is_missing(r["od_keyword_refusal"])
+        open_domain = [
+            judge_off or _pct(r, "od_appropriate", "od_appropriate_ci_low", "od_appropriate_ci_high"),
+            judge_off or _pct(r, "od_refusal", "od_refusal_ci_low", "od_refusal_ci_high"),
+            _pct(r, "od_keyword_refusal", "od_keyword_refusal_ci_low", "od_keyword_refusal_ci_high"),
+        ]
         cells = [
             f"`{r['model']}`",
             _format_count(r["drift_n"]),
             *(_format_count(r[f"drift_{s}"]) for s in SEVERITIES),
             format_reduction(r["drift_reduction"]),
-            judge_off or _pct(r, "od_appropriate", "od_appropriate_ci_low", "od_appropriate_ci_high"),
-            judge_off or _pct(r, "od_refusal", "od_refusal_ci_low", "od_refusal_ci_high"),
-            _pct(r, "od_keyword_refusal", "od_keyword_refusal_ci_low", "od_keyword_refusal_ci_high"),
+            *(open_domain if asked else ["not asked"] * 3),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Notes", "", f"- {STRICT_RULE_NOTE}", f"- {TOLERANT_RULE_NOTE}", f"- {FORCED_NOTE}"]

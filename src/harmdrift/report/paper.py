@@ -137,7 +137,9 @@ def _other_rows(main_df: pd.DataFrame) -> list[tuple[str, str, str]]:
         (
             "Open-domain appropriately differentiated %, M0 -> M_DART",
             f"{p['od_appropriate_m0']} -> {p['od_appropriate_dart']}",
-            f"{_ours(main_df, 'm0', 'od_appropriate')} -> {_ours(main_df, 'm_dart', 'od_appropriate')}",
+            f"{_ours(main_df, 'm0', 'od_appropriate')} -> {_ours(main_df, 'm_dart', 'od_appropriate')}"
+            if judged
+            else "n/a: no judge sorted the answers (`audit.verdicts: classifier`)",
         ),
         (
             "Open-domain refusals %, M0 -> M_DART" + ("" if judged else "; ours: keyword check, no judge"),
