@@ -103,7 +103,11 @@ if CONTROL:
 # system prompt, audited against M0 under the same policy.
 TRAINED = list(TRAINING_DATA)
 POLICY_ROWS = (
-    [vocab.policy_model(m) for m in vocab.POLICY_MODELS if m in [vocab.BASE_MODEL, *TRAINED]]
+    [
+        vocab.policy_model(m)
+        for m in vocab.POLICY_MODELS
+        if m in [vocab.BASE_MODEL, *TRAINED]
+    ]
     if config["evaluation"]["policy"] != "off"
     else []
 )
@@ -181,7 +185,11 @@ def audit_base(model):
 
 def policy_prompt(wildcards):
     """The explanation policy's prompt file for a policy row's generations, else nothing."""
-    return [config["prompts"]["policy"]] if wildcards.model.endswith(vocab.POLICY_SUFFIX) else []
+    return (
+        [config["prompts"]["policy"]]
+        if wildcards.model.endswith(vocab.POLICY_SUFFIX)
+        else []
+    )
 
 
 def get_adapter_files(wildcards):
