@@ -46,8 +46,8 @@ def control_figure(control_csv: PathLike, png: PathLike, pdf: PathLike | None = 
     left.set_xticks(x, frame["stage"])
     truth = int(frame["n_planted_truth"].iloc[0]) if not pd.isna(frame["n_planted_truth"].iloc[0]) else 0
     left.set_title(f"audit vs planted truth ({truth} of {int(frame['n_pairs'].iloc[0])} pairs planted)")
-    percent_axis(left)
-    left.legend(fontsize=8)
+    percent_axis(left, 112)  # room for the value labels above a full bar
+    left.legend(fontsize=8, loc="upper right")
     before, after = frame["planted_rate_m_int"].iloc[0], frame["planted_rate_m_dart"].iloc[0]
     names = [PLANTED_MODEL, PLANTED_REPAIR_MODEL]
     rates = [_pct(before), _pct(after)]

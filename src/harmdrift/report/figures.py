@@ -213,12 +213,9 @@ def yes_rate_vs_gold(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None 
     frame = main_df.set_index("model").loc[models]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models) + 2), 4))
     x = np.arange(len(models))
-    ax.bar(
-        x,
-        100 * frame["yes_rate"].astype(float),
-        color=[model_colour(m) for m in models],
-        label="predicted YES",
-    )
+    values = 100 * frame["yes_rate"].astype(float).to_numpy()
+    bars = ax.bar(x, np.nan_to_num(values), color=[model_colour(m) for m in models], label="predicted YES")
+    ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:.0f}%" for v in values], fontsize=8)
     # Gold rates can differ between models only if they were scored on different items.
     ax.scatter(
         x,
@@ -233,7 +230,7 @@ def yes_rate_vs_gold(main_df: pd.DataFrame, png: PathLike, pdf: PathLike | None 
     ax.set_xlabel("model")
     ax.set_ylabel("share of items (%)")
     ax.set_title(title)
-    percent_axis(ax, 105)
+    percent_axis(ax, 110)
     ax.legend(fontsize=8)
     save_figure(fig, png, pdf)
 
