@@ -148,8 +148,9 @@ def repair_round(model: str) -> int | None:
 
 # A model answering under DART's inference-time explanation policy: "<model>+policy".
 POLICY_SUFFIX = "+policy"
-# The models that get a policy row (evaluation.policy: on or both).
-POLICY_MODELS = (BASE_MODEL, REFERENCE_MODEL, REPAIR_MODEL)
+# The models that get a policy row (evaluation.policy: on or both), where the run has them: the
+# control's pair too, whose planted drift is known, so the policy's effect on it can be measured.
+POLICY_MODELS = (BASE_MODEL, REFERENCE_MODEL, REPAIR_MODEL, PLANTED_MODEL, PLANTED_REPAIR_MODEL)
 
 
 def policy_model(model: str) -> str:

@@ -19,6 +19,7 @@ from harmdrift.core.vocab import (
     SEVERITIES,
     describe_model,
     order_models,
+    without_policy,
 )
 from harmdrift.report.markdown import audit_notes, main_results_markdown
 from harmdrift.report.paper import write_paper_comparison
@@ -49,9 +50,11 @@ def _nan() -> float:
 
 
 def reduction_reference(model: str, reference_model: str = REFERENCE_MODEL) -> str:
-    """The model a model's drift reduction is measured against: the control's repair against the
-    control's planted student, every other model against M_int."""
-    return PLANTED_MODEL if model == PLANTED_REPAIR_MODEL else reference_model
+    """The model a model's drift reduction is measured against: the control's models (and their
+    policy rows) against the control's planted student, every other model against M_int."""
+    return (
+        PLANTED_MODEL if without_policy(model) in (PLANTED_MODEL, PLANTED_REPAIR_MODEL) else reference_model
+    )
 
 
 def _drift_fields(summary: dict | None, reference: dict | None) -> dict:

@@ -150,11 +150,12 @@ def _other_rows(main_df: pd.DataFrame) -> list[tuple[str, str, str]]:
 
 
 def _policy_rows(main_df: pd.DataFrame) -> list[str]:
-    """M_int under the explanation policy beside M_DART: does a system prompt alone do what the
-    repair does? (Only when the run has policy rows: evaluation.policy on or both.)"""
-    models = [
-        m for m in ("m_int", "m_int+policy", "m_dart", "m_dart+policy") if _value(main_df, m, "n") is not None
-    ]
+    """M_int under the explanation policy beside M_DART, and the control's pair likewise: does a
+    system prompt alone do what the repair does? (Only with policy rows: evaluation.policy on or
+    both.)"""
+    candidates = ("m_int", "m_int+policy", "m_dart", "m_dart+policy", "m_int_planted", "m_int_planted+policy",
+                  "m_dart_planted", "m_dart_planted+policy")  # fmt: skip
+    models = [m for m in candidates if _value(main_df, m, "n") is not None]
     if not any(m.endswith("+policy") for m in models):
         return []
     lines = [
@@ -163,9 +164,10 @@ def _policy_rows(main_df: pd.DataFrame) -> list[str]:
         "",
         "Each `+policy` row is the same weights answering with DART's explanation policy as a system "
         "prompt (its analysis cut to 4 sentences and 700 characters), audited against M0 under the same "
-        "policy; drift reduction is against M_int without it. The paper gives no numbers for this ablation.",
+        "policy; drift reduction is against M_int without it (the control's rows: against `m_int_planted`, "
+        "whose drift was planted). The paper gives no numbers for this ablation.",
         "",
-        "| model | strict overall accuracy % [95% CI] | drift cases | reduction vs M_int |",
+        "| model | strict overall accuracy % [95% CI] | drift cases | reduction |",
         "|---|---|---|---|",
     ]
     for model in models:
