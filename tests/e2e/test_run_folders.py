@@ -94,19 +94,19 @@ CHANGES = {
         "audit:\n  delta: 0.02\n",
         {**AUDITS, **REPAIRED, "generate_answers": 4 + 3, **TABLES},
     ),
-    # The explanation policy adds its three rows (M0, M_int, M_DART under the policy): each answers
-    # the test split in both framings and the audit split; M_int's and M_DART's are audited
-    # against M0's under the same policy. Nothing already run is planned again.
+    # The explanation policy adds its five rows (M0, M_int, M_DART and the control's pair under the
+    # policy): each answers the test split in both framings and the audit split; all but M0's are
+    # audited against M0's under the same policy. Nothing already run is planned again.
     "evaluation.policy": (
         "evaluation:\n  policy: both\n",
         {
-            "generate_answers": 3 * 3,
-            "score_binary": 3,
-            "score_mc": 3,
-            **{rule: 2 for rule in AUDITS},
+            "generate_answers": 5 * 3,
+            "score_binary": 5,
+            "score_mc": 5,
+            **{rule: 4 for rule in AUDITS},
             **TABLES,
         },
-    ),  # fmt: skip
+    ),
     "open_domain.n_queries": (
         "open_domain:\n  n_queries: 6\n",
         {"write_open_queries": 1, "generate_answers": 5, "classify_open_answers": 5, **TABLES},

@@ -375,3 +375,12 @@ def test_the_control_repair_is_reduced_against_the_planted_student_and_no_drift_
         "n/a: M_int had 0 drift cases, nothing to reduce (M_DART: 3)" in text
         and "not run (`m_dart`)" not in text
     )
+
+
+def test_the_control_pairs_policy_rows_are_reduced_against_the_planted_student():
+    from harmdrift.report.main_table import reduction_reference
+
+    assert reduction_reference("m_int_planted+policy") == "m_int_planted"
+    assert reduction_reference("m_dart_planted+policy") == "m_int_planted"
+    assert reduction_reference("m_dart_planted") == "m_int_planted"
+    assert reduction_reference("m_int+policy") == reduction_reference("m_dart") == "m_int"
