@@ -182,9 +182,8 @@ def _check_repair_on(key: str, entry: dict, sets: dict) -> list[str]:
 
 def _check_api_entry(key: str, entry: dict) -> list[str]:
     problems = []
-    for field in ("adapter",):
-        if entry[field] is not None:
-            problems.append(f"{key}.{field}: backend openai takes a model name, not a local {field}")
+    if entry["adapter"] is not None:
+        problems.append(f"{key}.adapter: backend openai takes a model name, not a local adapter")
     if entry["model"] is None:
         problems.append(f"{key}.model: backend openai needs the fine-tune's model name on the server")
     if entry["base"] is None:
