@@ -534,8 +534,11 @@ def finetune_section(wildcards):
     return api_finetune_section(config["finetunes"][ft.name], ft.load)
 
 
-def finetune_audited(model):
-    return FINETUNES[model].parent or model
+def base_answers(model, pset):
+    """The base side of a fine-tune's pairs: a repaired fine-tune shares its parent's (the same
+    base, prompts and decoding), so the base answers each prompt set once."""
+    owner = FINETUNES[model].parent or model
+    return f"{FINETUNE_DIR}{owner}/{pset}/base.jsonl"
 
 
 def repair_student(wildcards):
@@ -555,6 +558,7 @@ def finetune_outputs():
         for name, ft in FINETUNES.items()
         for pset in ft.prompt_sets
         for file in audit_names
+        if not (file == "base.jsonl" and ft.parent)  # the parent's is used
     ]
     rationale_files = ["rationales.jsonl", "rationales.dropped.jsonl", "rationales.summary.json",
                        "rationales.usage.json", "train.jsonl", "train.summary.json"]  # fmt: skip

@@ -59,7 +59,7 @@ rule finetune_answers:
 
 rule finetune_pairs:
     input:
-        base=f"{FINETUNE_DIR}{{model}}/{{pset}}/base.jsonl",
+        base=lambda w: base_answers(w.model, w.pset),
         tuned=f"{FINETUNE_DIR}{{model}}/{{pset}}/tuned.jsonl",
         split_items=f"{RESULTS}prompt_sets/{{pset}}.jsonl",
         scorer=get_scorer_files,
