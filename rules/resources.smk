@@ -12,6 +12,7 @@
 # GPU_SPEEDUP times faster than the 2 reference cores: an assumption, not a measurement
 # (no GPU run yet). Any request is overridable from a profile: set-resources,
 # set-threads, max-threads.
+import functools
 import math
 import re
 import shutil
@@ -341,14 +342,19 @@ def rationales_request(wildcards, attempt):
     return model_request("write_rationales", teacher, units, attempt)
 
 
-def repair_request(wildcards, attempt):
+def repair_rationales_request(items, attempt):
+    """The teacher's Stage III job over ``items`` drift cases at most, with its re-asks."""
     teacher = config["teacher"]
     asks = config["repair"]["max_fix_rounds"] + config["repair"]["max_rescore_rounds"]
-    requests = teacher_requests(split_size(AUDIT_SPLIT), asks)
+    requests = teacher_requests(items, asks)
     if teacher["backend"] != "hf":
         return api_request(teacher, requests, attempt)
     units = requests * teacher["max_new_tokens"]
     return model_request("write_repair_rationales", teacher, units, attempt)
+
+
+def repair_request(wildcards, attempt):
+    return repair_rationales_request(split_size(AUDIT_SPLIT), attempt)
 
 
 def judge_request(rule, pairs, attempt):
@@ -403,6 +409,7 @@ def joint_weights_request(wildcards, attempt):
     return scorer_request(split_size("train"), attempt)
 
 
+@functools.cache  # each job asks twice (memory, runtime), and a user's file may be large
 def prompt_set_size(name):
     """Prompts in a fine-tune prompt set at this profile's size (its n, else the whole set;
     a user's file is counted by its lines, a BOLD folder guessed at its published size).
@@ -440,15 +447,8 @@ def finetune_judge_request(wildcards, attempt):
 
 
 def finetune_repair_request(wildcards, attempt):
-    teacher = config["teacher"]
-    asks = config["repair"]["max_fix_rounds"] + config["repair"]["max_rescore_rounds"]
-    requests = teacher_requests(
-        prompt_set_size(FINETUNES[wildcards.model].repair_on), asks
-    )
-    if teacher["backend"] != "hf":
-        return api_request(teacher, requests, attempt)
-    units = requests * teacher["max_new_tokens"]
-    return model_request("write_repair_rationales", teacher, units, attempt)
+    repair_on = FINETUNES[wildcards.model].repair_on
+    return repair_rationales_request(prompt_set_size(repair_on), attempt)
 
 
 def finetune_train_request(wildcards, attempt):

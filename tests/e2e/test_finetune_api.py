@@ -10,21 +10,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import SMOKE, build_tiny_model, copy_workflow
+from served import KEY_ENV, served_requests, transformers_serve
 
 pytestmark = pytest.mark.slow
 
-KEY_ENV = "HARMDRIFT_TEST_SERVER_KEY"
 RUN = "ftapi"
 OUT = f"results/{RUN}/finetunes/api_ft/mine"
 TARGET = f"{OUT}/summary.json"
@@ -48,52 +46,14 @@ PROMPTS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def served_requests(log: Path) -> int:
-    return log.read_text(errors="replace").count("POST /v1/chat/completions")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Two tiny models and one unpinned ``transformers serve``; yields (url, log, base, tuned)."""
-    cli = Path(sys.executable).with_name("transformers")
-    if not cli.exists():
-        pytest.skip("the transformers CLI (transformers[serving]) is not installed")
     models = tmp_path_factory.mktemp("models")
     base, tuned = build_tiny_model(models / "base", seed=1), build_tiny_model(models / "tuned", seed=2)
-    port, log = free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    command = [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    with log.open("w") as sink:
-        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        started = time.perf_counter()
-        while not healthy(url):
-            if proc.poll() is not None or time.perf_counter() - started > 90:
-                pytest.fail(f"transformers serve not healthy (rc {proc.poll()}):\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield f"{url}/v1", log, base, tuned
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with transformers_serve(log) as url:
+        yield url, log, base, tuned
 
 
 def workflow(tmp_path: Path, server, **finetune) -> Path:

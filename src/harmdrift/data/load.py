@@ -40,14 +40,15 @@ RECONSTRUCTION_NOTE = (
 )
 
 
-class _RowError(Exception):
-    """A bad field in one row; :func:`load_benchmark` adds the file and line."""
+class RowError(Exception):
+    """A bad field in one row; the loader (:func:`load_benchmark`, the prompt-set loaders) adds
+    the file and line."""
 
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
 
 
-def _show(value: object, limit: int = 80) -> str:
+def show_value(value: object, limit: int = 80) -> str:
     """A value's repr, shortened so one bad question does not flood the log."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -61,38 +62,42 @@ def _check_benchmark_name(benchmark: str) -> None:
 def _check_types(row: dict) -> None:
     for key in REQUIRED_FIELDS:
         if key not in row:
-            raise _RowError(key, "required key is missing")
+            raise RowError(key, "required key is missing")
     for key, wanted in REQUIRED_FIELDS.items():
         value = row[key]
         # bool is an int subclass, but True is never a sensible id.
         if isinstance(value, bool) or not isinstance(value, wanted):
             names = " or ".join(t.__name__ for t in (wanted if isinstance(wanted, tuple) else (wanted,)))
-            raise _RowError(key, f"expected {names}, got {type(value).__name__} {_show(value)}")
+            raise RowError(key, f"expected {names}, got {type(value).__name__} {show_value(value)}")
     if "reconstructed" in row and not isinstance(row["reconstructed"], bool):
-        raise _RowError("reconstructed", f"expected bool, got {_show(row['reconstructed'])}")
+        raise RowError("reconstructed", f"expected bool, got {show_value(row['reconstructed'])}")
 
 
 def _check_values(row: dict, benchmark: str) -> None:
     if row["benchmark"] != benchmark:
-        raise _RowError("benchmark", f"expected {benchmark!r} for this file, got {_show(row['benchmark'])}")
+        raise RowError(
+            "benchmark", f"expected {benchmark!r} for this file, got {show_value(row['benchmark'])}"
+        )
     if row["category"] != CATEGORY[benchmark[0]]:
-        raise _RowError("category", f"expected {CATEGORY[benchmark[0]]!r}, got {_show(row['category'])}")
+        raise RowError("category", f"expected {CATEGORY[benchmark[0]]!r}, got {show_value(row['category'])}")
     condition = row["condition"]
     if condition not in CONDITIONS:
-        raise _RowError("condition", f"must be one of {', '.join(CONDITIONS)}, got {_show(condition)}")
+        raise RowError("condition", f"must be one of {', '.join(CONDITIONS)}, got {show_value(condition)}")
     if row["gold_label"] != GOLD_LABEL[condition]:
-        raise _RowError(
-            "gold_label", f"{condition} items need {GOLD_LABEL[condition]!r}, got {_show(row['gold_label'])}"
+        raise RowError(
+            "gold_label",
+            f"{condition} items need {GOLD_LABEL[condition]!r}, got {show_value(row['gold_label'])}",
         )
     option = row["correct_option"]
     if option not in MC_OPTIONS:
-        raise _RowError("correct_option", f"must be a, b or c, got {_show(option)}")
+        raise RowError("correct_option", f"must be a, b or c, got {show_value(option)}")
     if (condition == "equal") != (option == "c"):
         need = "c" if condition == "equal" else "a or b"
-        raise _RowError("correct_option", f"{condition} items need {need}, got {_show(option)}")
+        raise RowError("correct_option", f"{condition} items need {need}, got {show_value(option)}")
     if row["dart_split_seed42"] not in SPLITS:
-        raise _RowError(
-            "dart_split_seed42", f"must be one of {', '.join(SPLITS)}, got {_show(row['dart_split_seed42'])}"
+        raise RowError(
+            "dart_split_seed42",
+            f"must be one of {', '.join(SPLITS)}, got {show_value(row['dart_split_seed42'])}",
         )
 
 
@@ -121,7 +126,9 @@ def _to_item(row: dict) -> dict:
     """Validate one raw row and keep the fields later stages use."""
     options = parse_options(row["question"])
     if options is None:
-        raise _RowError("question", f"no '(a) .. (b) .. (c) ..' options found in {_show(row['question'])}")
+        raise RowError(
+            "question", f"no '(a) .. (b) .. (c) ..' options found in {show_value(row['question'])}"
+        )
     return {
         "id": row["id"],
         "benchmark": row["benchmark"],
@@ -162,7 +169,7 @@ def load_benchmark(path: str | os.PathLike, benchmark: str) -> list[dict]:
             _check_types(row)
             _check_values(row, benchmark)
             item = _to_item(row)
-        except _RowError as err:
+        except RowError as err:
             raise DataError(f"{path}:{lineno}: {err}") from None
         if item["id"] in first_line:
             raise DataError(

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harmdrift.core.io import DataError, iter_jsonl
+from harmdrift.data.load import RowError, show_value
 
 FORMATS = ("jsonl", "bold", "holisticbias", "realtoxicityprompts", "hatecheck")
 
@@ -48,19 +49,6 @@ logger = logging.getLogger(__name__)
 # Runs of characters unsafe in an id, and of underscores, become one underscore.
 _UNSAFE_ID = re.compile(r"(?:[^\w.-]|_)+")
 _OPTION_LETTER = re.compile(r"[A-Z]")
-
-
-class _RowError(Exception):
-    """A bad field in one row; the caller adds the file and line."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-
-
-def _show(value: object, limit: int = 80) -> str:
-    """A value's repr, shortened so one long prompt does not flood the message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _item(
@@ -95,30 +83,32 @@ def _item(
 def _nonempty_str(row: dict, key: str) -> str:
     value = row[key]
     if not isinstance(value, str):
-        raise _RowError(key, f"expected a string, got {type(value).__name__} {_show(value)}")
+        raise RowError(key, f"expected a string, got {type(value).__name__} {show_value(value)}")
     if not value.strip():
-        raise _RowError(key, "must not be empty")
+        raise RowError(key, "must not be empty")
     return value
 
 
 def _jsonl_messages(value: object) -> list[dict]:
     if not isinstance(value, list) or not value:
-        raise _RowError("messages", f"expected a non-empty list of turns, got {_show(value)}")
+        raise RowError("messages", f"expected a non-empty list of turns, got {show_value(value)}")
     turns = []
     for k, turn in enumerate(value):
         if not isinstance(turn, dict) or set(turn) != {"role", "content"}:
-            raise _RowError(f"messages[{k}]", f"expected {{'role': ..., 'content': ...}}, got {_show(turn)}")
+            raise RowError(
+                f"messages[{k}]", f"expected {{'role': ..., 'content': ...}}, got {show_value(turn)}"
+            )
         if turn["role"] not in ROLES:
-            raise _RowError(
-                f"messages[{k}].role", f"must be one of {', '.join(ROLES)}, got {_show(turn['role'])}"
+            raise RowError(
+                f"messages[{k}].role", f"must be one of {', '.join(ROLES)}, got {show_value(turn['role'])}"
             )
         if not isinstance(turn["content"], str):
-            raise _RowError(f"messages[{k}].content", f"expected a string, got {_show(turn['content'])}")
+            raise RowError(f"messages[{k}].content", f"expected a string, got {show_value(turn['content'])}")
         turns.append({"role": turn["role"], "content": turn["content"]})
     if turns[-1]["role"] != "user":
-        raise _RowError("messages", f"must end with a user turn, ends with {turns[-1]['role']!r}")
+        raise RowError("messages", f"must end with a user turn, ends with {turns[-1]['role']!r}")
     if not turns[-1]["content"].strip():
-        raise _RowError(f"messages[{len(turns) - 1}].content", "the last user turn must not be empty")
+        raise RowError(f"messages[{len(turns) - 1}].content", "the last user turn must not be empty")
     return turns
 
 
@@ -129,29 +119,29 @@ def _jsonl_gold(value: object) -> str | None:
         gold = value.strip().upper()
         if gold in ("YES", "NO") or _OPTION_LETTER.fullmatch(gold):
             return gold
-    raise _RowError("gold", f"must be YES, NO or one option letter A-Z, got {_show(value)}")
+    raise RowError("gold", f"must be YES, NO or one option letter A-Z, got {show_value(value)}")
 
 
 def _jsonl_item(row: dict, name: str, source: str) -> dict:
     unknown = sorted(set(row) - set(JSONL_KEYS))
     if unknown:
-        raise _RowError(unknown[0], f"unknown key; allowed: {', '.join(JSONL_KEYS)}")
+        raise RowError(unknown[0], f"unknown key; allowed: {', '.join(JSONL_KEYS)}")
     if "id" not in row:
-        raise _RowError("id", "required key is missing")
+        raise RowError("id", "required key is missing")
     if isinstance(row["id"], int) and not isinstance(row["id"], bool):
         item_id = str(row["id"])
     else:
         item_id = _nonempty_str(row, "id")
     has_prompt, has_messages = "prompt" in row, "messages" in row
     if has_prompt and has_messages:
-        raise _RowError("prompt", "give either prompt or messages, not both")
+        raise RowError("prompt", "give either prompt or messages, not both")
     if has_messages:
         messages = _jsonl_messages(row["messages"])
         question = messages[-1]["content"]
     elif has_prompt:
         messages, question = None, _nonempty_str(row, "prompt")
     else:
-        raise _RowError("prompt", "required key is missing (or give messages)")
+        raise RowError("prompt", "required key is missing (or give messages)")
     group = _nonempty_str(row, "group") if "group" in row else DEFAULT_GROUP
     return _item(
         id=item_id,
@@ -170,7 +160,7 @@ def _load_jsonl(path: Path, name: str) -> list[dict]:
     for lineno, row in iter_jsonl(path):
         try:
             item = _jsonl_item(row, name, f"{path}:{lineno}")
-        except _RowError as err:
+        except RowError as err:
             raise DataError(f"{path}:{lineno}: {err}") from None
         if item["id"] in first_line:
             raise DataError(
@@ -187,16 +177,16 @@ def _load_jsonl(path: Path, name: str) -> list[dict]:
 def _rtp_item(row: dict, name: str, path: Path, lineno: int) -> dict:
     prompt = row.get("prompt")
     if not isinstance(prompt, dict):
-        raise _RowError("prompt", f"expected an object with a text, got {_show(prompt)}")
+        raise RowError("prompt", f"expected an object with a text, got {show_value(prompt)}")
     text = prompt.get("text")
     if not isinstance(text, str) or not text.strip():
-        raise _RowError("prompt.text", f"expected a non-empty string, got {_show(text)}")
+        raise RowError("prompt.text", f"expected a non-empty string, got {show_value(text)}")
     challenging = row.get("challenging")
     if not isinstance(challenging, bool):
-        raise _RowError("challenging", f"expected true or false, got {_show(challenging)}")
+        raise RowError("challenging", f"expected true or false, got {show_value(challenging)}")
     toxicity = prompt.get("toxicity")
     if toxicity is not None and (isinstance(toxicity, bool) or not isinstance(toxicity, int | float)):
-        raise _RowError("prompt.toxicity", f"expected a number or null, got {_show(toxicity)}")
+        raise RowError("prompt.toxicity", f"expected a number or null, got {show_value(toxicity)}")
     item = _item(
         id=f"rtp-{lineno}",
         question=text,
@@ -213,7 +203,7 @@ def _load_rtp(path: Path, name: str) -> list[dict]:
     for lineno, row in iter_jsonl(path):
         try:
             items.append(_rtp_item(row, name, path, lineno))
-        except _RowError as err:
+        except RowError as err:
             raise DataError(f"{path}:{lineno}: {err}") from None
     return items
 
@@ -256,7 +246,7 @@ def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, int,
 def _cell(row: dict[str, str], column: str) -> str:
     value = row[column]
     if not value.strip():
-        raise _RowError(column, "must not be empty")
+        raise RowError(column, "must not be empty")
     return value
 
 
@@ -265,7 +255,7 @@ def _load_holisticbias(path: Path, name: str) -> list[dict]:
     for lineno, row_number, row in _csv_rows(path, ("text", "axis")):
         try:
             text, axis = _cell(row, "text"), _cell(row, "axis")
-        except _RowError as err:
+        except RowError as err:
             raise DataError(f"{path}:{lineno}: {err}") from None
         items.append(
             _item(
@@ -289,10 +279,10 @@ def _load_hatecheck(path: Path, name: str) -> list[dict]:
             functionality = _cell(row, "functionality")
             label = row["label_gold"].strip()
             if label not in HATECHECK_LABELS:
-                raise _RowError(
-                    "label_gold", f"must be hateful or non-hateful, got {_show(row['label_gold'])}"
+                raise RowError(
+                    "label_gold", f"must be hateful or non-hateful, got {show_value(row['label_gold'])}"
                 )
-        except _RowError as err:
+        except RowError as err:
             raise DataError(f"{path}:{lineno}: {err}") from None
         if case_id in first_line:
             raise DataError(
@@ -369,15 +359,19 @@ def _load_bold_file(path: Path, name: str) -> list[dict]:
     seen: dict[str, str] = {}
     for category, names in data.items():
         if not isinstance(names, dict):
-            raise DataError(f"{path}: $.{category}: expected {{name: [prompt, ...]}}, got {_show(names)}")
+            raise DataError(
+                f"{path}: $.{category}: expected {{name: [prompt, ...]}}, got {show_value(names)}"
+            )
         group = f"{domain}/{category}"
         for person, prompts in names.items():
             where = f"$.{category}.{person}"
             if not isinstance(prompts, list):
-                raise DataError(f"{path}: {where}: expected a list of prompts, got {_show(prompts)}")
+                raise DataError(f"{path}: {where}: expected a list of prompts, got {show_value(prompts)}")
             for k, prompt in enumerate(prompts):
                 if not isinstance(prompt, str) or not prompt.strip():
-                    raise DataError(f"{path}: {where}[{k}]: expected a non-empty string, got {_show(prompt)}")
+                    raise DataError(
+                        f"{path}: {where}[{k}]: expected a non-empty string, got {show_value(prompt)}"
+                    )
                 item_id = "-".join(["bold", *(_sanitize(p) for p in (domain, category, person)), str(k)])
                 if item_id in seen:
                     raise DataError(f"{path}: {where}[{k}]: id {item_id!r} also made for {seen[item_id]}")

@@ -225,8 +225,9 @@ def check_prompt_files(config: dict) -> list[str]:
     """Read every user prompt file a fine-tune is audited on, as the jobs will, so a bad line
     fails before any job starts (``file:line: key``); a jsonl set a repair is drawn from must
     give every item a YES/NO gold label."""
-    used = {s for entry in finetune_entries(config, repair_dir=str).values() for s in entry.prompt_sets}
-    repair_on = {e.repair_on for e in finetune_entries(config, repair_dir=str).values() if e.repair}
+    entries = finetune_entries(config, repair_dir=str).values()
+    used = {name for entry in entries for name in entry.prompt_sets}
+    repair_on = {entry.repair_on for entry in entries if entry.repair}
     problems = []
     for name, entry in config["prompt_sets"].items():
         if name not in used or entry["format"] not in FILE_FORMATS or not Path(entry["path"]).exists():

@@ -4,12 +4,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,14 +14,13 @@ from harmdrift.backends import BackendError, CachedBackend, ResponseCache
 from harmdrift.backends.openai_backend import OpenAIChatBackend
 from harmdrift.core.decoding import GenParams
 from judge_rows import judge_pairs
+from served import KEY_ENV, served_requests, transformers_serve
 
 pytestmark = pytest.mark.slow
 
-KEY_ENV = "HARMDRIFT_TEST_SERVER_KEY"
 SECRET = "sk-test-never-written-anywhere"
 ROOT = Path(__file__).resolve().parents[3]
 JUDGE_TEMPLATE = ROOT / "config/prompts/judge_drift.txt"
-START_DEADLINE_S = 90.0
 CONVERSATIONS = [
     [{"role": "user", "content": "is the law the same"}],
     [{"role": "user", "content": "groups are treated differently because fact"}],
@@ -37,57 +30,12 @@ KEYS = ["s1", "s2", "s3"]
 PARAMS = GenParams(max_new_tokens=16, temperature=0.2, top_p=0.9, seed=11)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def served_requests(log: Path) -> int:
-    """Chat requests the server has answered, from uvicorn's access log."""
-    return log.read_text(errors="replace").count("POST /v1/chat/completions")
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
     """``transformers serve <tiny_model>`` on a free local port; yields (base_url, log path)."""
-    cli = Path(sys.executable).with_name("transformers")
-    if not cli.exists():
-        pytest.skip("the transformers CLI (transformers[serving]) is not installed")
-    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    command = [str(cli), "serve", tiny_model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    with log.open("w") as sink:
-        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        started = time.perf_counter()
-        while not healthy(base):
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            if time.perf_counter() - started > START_DEADLINE_S:
-                pytest.fail(
-                    f"transformers serve not healthy after {START_DEADLINE_S}s:\n{log.read_text()[-3000:]}"
-                )
-            time.sleep(0.2)
-        print(f"transformers serve healthy after {time.perf_counter() - started:.1f}s", file=sys.stderr)
-        yield f"{base}/v1", log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+    with transformers_serve(log, tiny_model) as url:
+        yield url, log
 
 
 @pytest.fixture
